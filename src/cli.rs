@@ -1,0 +1,54 @@
+//! The command line: options, then the app's command. Nothing here reads the environment.
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+/// Run Pgpool-II beside COMMAND so its reads spread over a PostgreSQL primary and its
+/// followers. Configured by environment variables (PGPOOL_URLS, PGPOOL_PORT, ...; see
+/// README.md); DATABASE_URL is pointed at pgpool for COMMAND.
+#[derive(Debug, Parser)]
+#[command(name = "start-pgpool", version, about, long_about = None)]
+pub struct Cli {
+    /// Render pgpool.conf for the current environment to stdout and exit, starting nothing.
+    /// It holds no passwords.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// The app's command and its arguments.
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "print_config"
+    )]
+    pub command: Vec<OsString>,
+}
+
+pub fn parse() -> Cli {
+    Cli::parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_after_options_keeps_its_own_flags() {
+        let c =
+            Cli::try_parse_from(["start-pgpool", "bundle", "exec", "puma", "-p", "5000"]).unwrap();
+        assert_eq!(c.command.len(), 5);
+        let c = Cli::try_parse_from(["start-pgpool", "--", "--weird", "-x"]).unwrap();
+        assert_eq!(
+            c.command,
+            vec![OsString::from("--weird"), OsString::from("-x")]
+        );
+    }
+
+    #[test]
+    fn no_command_is_a_usage_error() {
+        let e = Cli::try_parse_from(["start-pgpool"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(Cli::try_parse_from(["start-pgpool", "--print-config"]).is_ok());
+    }
+}

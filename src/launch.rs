@@ -1,0 +1,168 @@
+//! One launch, step by step: env -> settings -> backends -> rendered files -> pgpool -> ready
+//! -> app -> exit. Each step is a module; this file only orders them and owns the cleanup.
+
+use std::os::unix::process::CommandExt;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use crate::backends::{self, Backend};
+use crate::cli::Cli;
+use crate::exit::Code;
+use crate::pgpool::{self, Pgpool};
+use crate::runtime_dir::RuntimeDir;
+use crate::settings::{self, Env, Settings};
+use crate::supervise::{self, App, Signals};
+use crate::{app_env, ready, render};
+
+pub fn run(cli: Cli) -> Result<Code> {
+    let env = Env::from_process();
+    if !settings::enabled(&env)? {
+        return Ok(exec_untouched(&cli.command));
+    }
+    let settings = Settings::from_env(&env)?;
+    crate::log::init(settings.log_level);
+    let backends = backends::resolve(&settings.url_vars, &env)?;
+    let template = match &settings.conf_template {
+        None => None,
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("PGPOOL_CONF_TEMPLATE: cannot read {}", p.display()))?,
+        ),
+    };
+    let bin = pgpool::locate(settings.bin.as_deref(), env.get("HOME")?, env.get("PATH")?)?;
+    let version = pgpool::version(&bin)?;
+    if cli.print_config {
+        let placeholder = settings
+            .runtime_parent
+            .join(format!("start-pgpool-{}-XXXXXX", settings.port));
+        let r = render::render(
+            &backends,
+            &settings,
+            &placeholder,
+            version,
+            template.as_deref(),
+        )?;
+        print!("{}", r.pgpool_conf);
+        return Ok(Code(0));
+    }
+    check_port_free(settings.port)?;
+    let dir = RuntimeDir::create(&settings.runtime_parent, settings.port)?;
+    let rendered = render::render(
+        &backends,
+        &settings,
+        dir.path(),
+        version,
+        template.as_deref(),
+    )?;
+    dir.write_all(&rendered)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let code = runtime.block_on(serve(&cli, &env, &settings, &backends, &bin, &dir));
+    // The runtime directory goes when `dir` drops, after pgpool is gone.
+    drop(runtime);
+    code
+}
+
+/// `PGPOOL_ENABLED=0`: become the command (same pid, same environment), or fail as a shell would.
+fn exec_untouched(command: &[std::ffi::OsString]) -> Code {
+    let err = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .exec();
+    crate::error::print(&anyhow!("{}: {err}", command[0].to_string_lossy()));
+    Code::from_spawn_error(&err)
+}
+
+/// pgpool would otherwise start, fail to bind, and leave us waiting for the deadline. std sets
+/// SO_REUSEADDR, as pgpool does, so a port in TIME_WAIT is not mistaken for a busy one.
+fn check_port_free(port: u16) -> Result<()> {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            bail!("PGPOOL_PORT: port {port} on 127.0.0.1 is already in use")
+        }
+        Err(e) => bail!("PGPOOL_PORT: cannot listen on 127.0.0.1:{port}: {e}"),
+    }
+}
+
+async fn serve(
+    cli: &Cli,
+    env: &Env,
+    settings: &Settings,
+    backends: &[Backend],
+    bin: &std::path::Path,
+    dir: &RuntimeDir,
+) -> Result<Code> {
+    let mut signals = Signals::install()?;
+    let started = Instant::now();
+    let mut pgpool = Pgpool::spawn(bin, dir, &backends[0].password)?;
+    let deadline = tokio::time::Instant::now() + settings.ready_timeout;
+    let pgpool_pid = pgpool.pid();
+    let readiness = tokio::select! {
+        r = ready::wait(settings.port, backends, deadline) => r.map_err(|e| {
+            anyhow!("pgpool was not ready within {}s: {e}", settings.ready_timeout.as_secs_f64())
+        }),
+        status = pgpool.wait() => {
+            let why = pgpool.last_error().map(|l| format!(": {l}")).unwrap_or_default();
+            Err(anyhow!("pgpool exited during start ({status}){why}"))
+        }
+        sig = until_terminating(&mut signals, pgpool_pid) => {
+            tracing::info!(signal = %sig, "stopped-before-ready");
+            pgpool.stop(settings.stop_timeout).await;
+            return Ok(Code::from_signal(sig as i32));
+        }
+    };
+    let nodes = match readiness {
+        Ok(n) => n,
+        Err(e) => {
+            pgpool.stop(settings.stop_timeout).await;
+            return Err(e);
+        }
+    };
+    let up = nodes.iter().filter(|n| n.is_up()).count();
+    tracing::info!(
+        port = settings.port,
+        nodes = nodes.len(),
+        up,
+        ms = started.elapsed().as_millis() as u64,
+        "pgpool-ready"
+    );
+    for n in nodes.iter().filter(|n| !n.is_up()) {
+        if let Some(b) = backends.get(n.id) {
+            tracing::warn!(source = b.var.as_str(), "follower-down");
+        }
+    }
+    let vars = app_env::app_env(env, &backends[0], settings.port);
+    let mut app = match App::spawn(&cli.command, &vars) {
+        Ok(a) => a,
+        Err(e) => {
+            pgpool.stop(settings.stop_timeout).await;
+            crate::error::print(&anyhow!("{}: {e}", cli.command[0].to_string_lossy()));
+            return Ok(Code::from_spawn_error(&e));
+        }
+    };
+    supervise::run(
+        &mut app,
+        &mut pgpool,
+        &mut signals,
+        settings.stop_timeout,
+        settings.app_stop_timeout,
+    )
+    .await
+}
+
+/// Waits for a signal that should end a launch still starting up; others are dealt with.
+async fn until_terminating(
+    signals: &mut Signals,
+    pgpool: nix::unistd::Pid,
+) -> nix::sys::signal::Signal {
+    loop {
+        let sig = signals.recv().await;
+        if supervise::is_terminating(sig) {
+            return sig;
+        }
+        supervise::reap_strays(&[pgpool]);
+    }
+}

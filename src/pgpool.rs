@@ -1,0 +1,408 @@
+//! The pgpool process: where its binary is, which family it is, and its life as a child in its
+//! own process group. Stopping is always by group (NOTES gotcha 7: SIGKILL of the main pid
+//! leaves ~36 children serving), and its output becomes our log lines.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::runtime_dir::RuntimeDir;
+use crate::secret::Secret;
+
+/// A pgpool release, from `pgpool --version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    /// `40305` for 4.3.5: what templates compare against.
+    pub fn number(self) -> u32 {
+        self.major * 10000 + self.minor * 100 + self.patch
+    }
+
+    /// The families whose keys the templates know (4.1's `master_slave_mode`, 4.2+'s
+    /// `backend_clustering_mode`, 4.6+'s `unix_socket_directories`).
+    pub fn is_known_family(self) -> bool {
+        self.major == 4 && (1..=7).contains(&self.minor)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl FromStr for Version {
+    type Err = anyhow::Error;
+
+    /// Takes `4.3.5` or the whole `pgpool-II version 4.3.5 (tamahomeboshi)` line.
+    fn from_str(s: &str) -> Result<Version> {
+        let word = s
+            .split_whitespace()
+            .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+            .context("no version number")?;
+        let mut nums = word
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .map(str::parse::<u32>);
+        let mut next = || nums.next().transpose().ok().flatten();
+        let (major, minor) = (next().context("no major")?, next().context("no minor")?);
+        Ok(Version {
+            major,
+            minor,
+            patch: next().unwrap_or(0),
+        })
+    }
+}
+
+/// Finds the pgpool executable: `PGPOOL_BIN`, then the apt buildpack's `$HOME/.apt`, then the
+/// copy this buildpack vendors beside the launcher, then `PATH`, then Debian's `/usr/sbin`.
+pub fn locate(
+    pgpool_bin: Option<&Path>,
+    home: Option<&str>,
+    path: Option<&str>,
+) -> Result<PathBuf> {
+    if let Some(bin) = pgpool_bin {
+        if !is_executable(bin) {
+            bail!("PGPOOL_BIN: {} is not an executable file", bin.display());
+        }
+        return Ok(bin.to_path_buf());
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(home) = home {
+        candidates.push(Path::new(home).join(".apt/usr/sbin/pgpool"));
+        candidates.push(Path::new(home).join(".pgpool/bin/pgpool"));
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join("../.pgpool/bin/pgpool"));
+    }
+    if let Some(path) = path {
+        candidates.extend(std::env::split_paths(path).map(|d| d.join("pgpool")));
+    }
+    candidates.push(PathBuf::from("/usr/sbin/pgpool"));
+    candidates
+        .into_iter()
+        .find(|c| is_executable(c))
+        .context("PGPOOL_BIN: is not set and no pgpool was found in $HOME/.apt/usr/sbin, $HOME/.pgpool/bin, PATH or /usr/sbin; add the buildpack's pgpool or set PGPOOL_BIN")
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Asks the binary which release it is; an unknown family is refused because its keys would
+/// be silently ignored (NOTES Q1).
+pub fn version(bin: &Path) -> Result<Version> {
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("PGPOOL_BIN: cannot run {}", bin.display()))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("version"))
+        .unwrap_or("")
+        .trim();
+    let v: Version = line.parse().with_context(|| {
+        format!(
+            "PGPOOL_BIN: {} did not print a pgpool version",
+            bin.display()
+        )
+    })?;
+    if !v.is_known_family() {
+        bail!(
+            "PGPOOL_BIN: pgpool {v} is a family start-pgpool does not know (it knows 4.1 to 4.7)"
+        );
+    }
+    Ok(v)
+}
+
+/// The running pgpool: its main process, which leads its own process group.
+pub struct Pgpool {
+    child: Child,
+    pgid: Pid,
+    status: Option<ExitStatus>,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Pgpool {
+    pub fn spawn(bin: &Path, dir: &RuntimeDir, password: &Secret) -> Result<Pgpool> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("-n")
+            .arg("-D")
+            .arg("-f")
+            .arg(dir.path().join("pgpool.conf"))
+            .arg("-F")
+            .arg(dir.path().join("pcp.conf"))
+            .arg("-a")
+            .arg(dir.path().join("pool_hba.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group: a Ctrl-C meant for the app must not reach it, and stopping it can
+            // reach every child it forks.
+            .process_group(0);
+        let parent = nix::unistd::getpid();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // pgpool writes pgpool_status with its inherited umask (NOTES pitfalls).
+                nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+                // If the launcher is SIGKILLed, pgpool gets SIGINT: a fast shutdown in which
+                // pgpool itself stops all of its children.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGINT)?;
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::other("launcher died during spawn"));
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("PGPOOL_BIN: cannot start {}", bin.display()))?;
+        let pid = child.id().context("pgpool exited at once")?;
+        let last_error = Arc::new(Mutex::new(None));
+        let scrub = Scrubber::new(password);
+        for stream in [
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let (scrub, last_error) = (scrub.clone(), last_error.clone());
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                let mut level = tracing::Level::DEBUG;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let line = scrub.apply(&line);
+                    level = relay_level(&line).unwrap_or(level);
+                    if level <= tracing::Level::WARN
+                        && let Ok(mut e) = last_error.lock()
+                    {
+                        *e = Some(line.clone());
+                    }
+                    crate::log::pgpool_line(level, &line);
+                }
+            });
+        }
+        Ok(Pgpool {
+            child,
+            pgid: Pid::from_raw(pid as i32),
+            status: None,
+            last_error,
+        })
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pgid
+    }
+
+    /// The last warning or error pgpool printed, to explain why it stopped.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Resolves when pgpool's main process exits. Cancel-safe, so it can sit in a `select!`.
+    pub async fn wait(&mut self) -> ExitStatus {
+        if let Some(s) = self.status {
+            return s;
+        }
+        let s = match self.child.wait().await {
+            Ok(s) => s,
+            // Only possible if someone else reaped it; treat it as gone.
+            Err(_) => std::os::unix::process::ExitStatusExt::from_raw(0),
+        };
+        self.status = Some(s);
+        s
+    }
+
+    /// Fast shutdown (SIGINT), then SIGKILL to the group once `timeout`
+    /// has passed; returns once no process of the group is left, so the port is free.
+    pub async fn stop(&mut self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // SIGINT to the main process alone, as pgpool's own service unit does: it stops its
+        // children itself. SIGTERM would be a smart shutdown that waits forever for clients
+        // and cannot be escalated (NOTES Q7).
+        if self.status.is_none() {
+            match nix::sys::signal::kill(self.pgid, Signal::SIGINT) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => tracing::warn!(error = %e, "pgpool-signal-failed"),
+            }
+        }
+        if tokio::time::timeout_at(deadline, self.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout_s = timeout.as_secs_f64(), "pgpool-stop-timeout");
+            self.signal(Signal::SIGKILL);
+            self.wait().await;
+        }
+        // The main process is gone; its children may not be yet (it was SIGKILLed, or is
+        // still winding them down). Wait for the group to empty, then force it.
+        for round in 0..2 {
+            for _ in 0..200 {
+                crate::supervise::reap_strays(&[]);
+                if killpg(self.pgid, None) == Err(Errno::ESRCH) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if round == 0 {
+                self.signal(Signal::SIGKILL);
+            }
+        }
+        tracing::warn!(pgid = self.pgid.as_raw(), "pgpool-group-not-empty");
+    }
+
+    /// Signals the whole group; a group already gone is not an error.
+    pub fn signal(&self, sig: Signal) {
+        match killpg(self.pgid, sig) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(signal = %sig, error = %e, "pgpool-signal-failed"),
+        }
+    }
+}
+
+/// pgpool's severity words, mapped to ours. ERROR lines are mostly one client's failure (a
+/// wrong password, a cancelled query), so they are warnings here, not launcher errors.
+fn relay_level(line: &str) -> Option<tracing::Level> {
+    use tracing::Level;
+    const WORDS: &[(&str, Option<Level>)] = &[
+        ("PANIC:", Some(Level::ERROR)),
+        ("FATAL:", Some(Level::ERROR)),
+        ("ERROR:", Some(Level::WARN)),
+        ("WARNING:", Some(Level::WARN)),
+        ("NOTICE:", Some(Level::DEBUG)),
+        ("LOG:", Some(Level::DEBUG)),
+        ("INFO:", Some(Level::DEBUG)),
+        ("DEBUG:", Some(Level::DEBUG)),
+        // Continuation lines keep the level of the line they belong to.
+        ("DETAIL:", None),
+        ("HINT:", None),
+        ("CONTEXT:", None),
+        ("LOCATION:", None),
+    ];
+    // No frontend certificate is configured on purpose (the app talks plain TCP to loopback),
+    // so pgpool's complaint about it is noise.
+    if line.contains("could not load server certificate")
+        || line.contains("could not load private key")
+    {
+        return Some(Level::DEBUG);
+    }
+    WORDS
+        .iter()
+        .filter_map(|(w, l)| line.find(w).map(|at| (at, *l)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, l)| l.unwrap_or(Level::TRACE))
+        .filter(|l| *l != Level::TRACE)
+}
+
+/// Removes the password, raw and percent-encoded, from relayed lines: pgpool does not print it
+/// as far as we know, and this keeps it so if a future release starts to.
+#[derive(Clone)]
+struct Scrubber(Vec<String>);
+
+impl Scrubber {
+    fn new(password: &Secret) -> Self {
+        let raw = password.expose().to_string();
+        let enc = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect::<String>();
+        let pct = percent_encoding::utf8_percent_encode(&raw, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+        let mut v: Vec<String> = [raw, enc, pct]
+            .into_iter()
+            .filter(|s| s.len() >= 3)
+            .collect();
+        v.dedup();
+        Scrubber(v)
+    }
+
+    fn apply(&self, line: &str) -> String {
+        let mut out = line.to_string();
+        for s in &self.0 {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_from_the_version_line() {
+        let v: Version = "pgpool-II version 4.3.5 (tamahomeboshi)".parse().unwrap();
+        assert_eq!((v.major, v.minor, v.patch, v.number()), (4, 3, 5, 40305));
+        assert_eq!("4.6".parse::<Version>().unwrap().number(), 40600);
+        assert!("pgpool-II version".parse::<Version>().is_err());
+        assert!("4.6.1".parse::<Version>().unwrap().is_known_family());
+        assert!(!"3.7.2".parse::<Version>().unwrap().is_known_family());
+        assert!(!"4.8.0".parse::<Version>().unwrap().is_known_family());
+    }
+
+    #[test]
+    fn levels_follow_pgpool_severity() {
+        use tracing::Level;
+        assert_eq!(relay_level("main pid 1: FATAL:  bad"), Some(Level::ERROR));
+        assert_eq!(relay_level("child pid 2: ERROR:  auth"), Some(Level::WARN));
+        assert_eq!(relay_level("main pid 1: LOG:  started"), Some(Level::DEBUG));
+        assert_eq!(relay_level("main pid 1: DETAIL:  more"), None);
+        assert_eq!(relay_level("no level"), None);
+        assert_eq!(
+            relay_level("main pid 1: LOG:  ERROR: in text"),
+            Some(Level::DEBUG)
+        );
+        assert_eq!(
+            relay_level("WARNING:  could not load server certificate file \"\""),
+            Some(Level::DEBUG)
+        );
+    }
+
+    #[test]
+    fn scrubber_hides_the_password_in_every_encoding() {
+        let s = Scrubber::new(&Secret::new("p@ss:w rd"));
+        assert_eq!(s.apply("a p@ss:w rd b"), "a *** b");
+        assert_eq!(s.apply("a p%40ss%3Aw%20rd b"), "a *** b");
+        assert_eq!(s.apply("a p%40ss%3Aw+rd b"), "a *** b");
+    }
+
+    #[test]
+    fn pgpool_bin_must_be_executable() {
+        let e = locate(Some(Path::new("/nonexistent/pgpool")), None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "PGPOOL_BIN: /nonexistent/pgpool is not an executable file"
+        );
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let e = locate(Some(f.path()), None, None).unwrap_err();
+        assert!(e.to_string().starts_with("PGPOOL_BIN: "));
+    }
+}

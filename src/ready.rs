@@ -1,0 +1,161 @@
+//! Readiness: pgpool counts as ready when a real query through it with the app's credentials
+//! succeeds and `SHOW POOL_NODES` reports exactly one primary that is up. The port opens long
+//! before that, even when the primary is unreachable (NOTES Q6), so a TCP check proves nothing.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use tokio::time::Instant;
+use tokio_postgres::config::SslMode;
+
+use crate::backends::Backend;
+
+/// One row of `SHOW POOL_NODES`, the columns we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: usize,
+    pub status: String,
+    pub role: String,
+}
+
+impl Node {
+    /// `waiting` means up but not yet used by any session.
+    pub fn is_up(&self) -> bool {
+        matches!(self.status.as_str(), "up" | "waiting")
+    }
+}
+
+/// Runs `SHOW POOL_NODES` through pgpool as the app would connect.
+pub async fn pool_nodes(port: u16, primary: &Backend) -> Result<Vec<Node>, tokio_postgres::Error> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(port)
+        .user(&primary.user)
+        .password(primary.password.expose())
+        .dbname(&primary.dbname)
+        .application_name("start-pgpool")
+        .ssl_mode(SslMode::Disable)
+        .connect_timeout(Duration::from_secs(2));
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(conn);
+    let rows = client.simple_query("SHOW POOL_NODES").await;
+    drop(client);
+    let _ = conn.await;
+    Ok(parse_pool_nodes(&rows?))
+}
+
+fn parse_pool_nodes(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Node> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(Node {
+                id: r
+                    .get("node_id")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(usize::MAX),
+                status: r.get("status").unwrap_or("").to_string(),
+                role: r.get("role").unwrap_or("").to_string(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What one probe saw: the reason pgpool is not ready yet, naming backends by variable.
+pub fn verdict(nodes: &[Node], backends: &[Backend]) -> Result<()> {
+    let name = |id: usize| {
+        backends
+            .get(id)
+            .map(|b| format!("{} ({}:{})", b.var, b.host, b.port))
+            .unwrap_or_else(|| format!("node {id}"))
+    };
+    let primaries: Vec<&Node> = nodes.iter().filter(|n| n.role == "primary").collect();
+    match primaries.as_slice() {
+        [p] if p.is_up() => Ok(()),
+        [p] => bail!("the primary {} is down", name(p.id)),
+        [] => {
+            let down: Vec<String> = nodes
+                .iter()
+                .filter(|n| !n.is_up())
+                .map(|n| name(n.id))
+                .collect();
+            if nodes.first().is_some_and(|n| !n.is_up()) {
+                bail!("the primary {} is down", name(0))
+            } else if !down.is_empty() {
+                bail!("no primary found; down: {}", down.join(", "))
+            } else {
+                bail!("no node is a primary yet; is {} the primary?", name(0))
+            }
+        }
+        _ => bail!("pgpool sees {} primaries", primaries.len()),
+    }
+}
+
+/// Probes until ready or `deadline`. The error says what the last probe saw.
+pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<Vec<Node>> {
+    let mut last = String::from("pgpool did not answer");
+    let mut pause = Duration::from_millis(20);
+    // Bounded by the deadline; the counter is a second guard against a clock that stalls.
+    for _ in 0..100_000 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, pool_nodes(port, &backends[0])).await {
+            Err(_) => break,
+            Ok(Ok(nodes)) => match verdict(&nodes, backends) {
+                Ok(()) => return Ok(nodes),
+                Err(e) => last = e.to_string(),
+            },
+            Ok(Err(e)) => last = probe_error(&e),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+    bail!("{last}")
+}
+
+/// The server's own message when there is one (`failed to create a backend connection`), else
+/// the kind of failure; tokio-postgres never puts the password in either.
+fn probe_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("pgpool answered: {}", db.message()),
+        None => format!("pgpool did not answer a query ({e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::{Role, parse};
+
+    fn n(id: usize, status: &str, role: &str) -> Node {
+        Node {
+            id,
+            status: status.into(),
+            role: role.into(),
+        }
+    }
+
+    fn backends() -> Vec<Backend> {
+        vec![
+            parse("DATABASE_URL", Role::Primary, "postgres://u:p@h0:5000/d").unwrap(),
+            parse("FOLLOWER_URL", Role::Follower, "postgres://u:p@h1:5001/d").unwrap(),
+        ]
+    }
+
+    #[test]
+    fn ready_means_exactly_one_primary_up() {
+        let b = backends();
+        assert!(verdict(&[n(0, "up", "primary"), n(1, "down", "standby")], &b).is_ok());
+        assert!(verdict(&[n(0, "waiting", "primary"), n(1, "up", "standby")], &b).is_ok());
+        let e = verdict(&[n(0, "down", "standby"), n(1, "up", "standby")], &b).unwrap_err();
+        assert_eq!(e.to_string(), "the primary DATABASE_URL (h0:5000) is down");
+        let e = verdict(&[n(0, "up", "standby"), n(1, "up", "standby")], &b).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is DATABASE_URL (h0:5000) the primary?"),
+            "{e}"
+        );
+        let e = verdict(&[n(0, "up", "primary"), n(1, "up", "primary")], &b).unwrap_err();
+        assert!(e.to_string().contains("2 primaries"));
+    }
+}

@@ -1,0 +1,301 @@
+//! Rendering: backends and settings -> the text of pgpool.conf, pool_hba.conf, pool_passwd and
+//! pcp.conf. Pure: nothing here touches the disk.
+//!
+//! pgpool.conf has no escaping at all (NOTES Q4: `'` ends a value wherever it is, and the rest
+//! of the line is parsed as more settings), so every string must pass `conf_safe` before it is
+//! rendered; nothing is escaped, it is refused.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+
+use crate::backends::{Backend, Role};
+use crate::pgpool::Version;
+use crate::secret::Secret;
+use crate::settings::Settings;
+
+pub const PGPOOL_CONF_TEMPLATE: &str = include_str!("../templates/pgpool.conf.tera");
+pub const POOL_HBA_TEMPLATE: &str = include_str!("../templates/pool_hba.conf.tera");
+
+/// pcp listens only on its Unix socket in the private runtime directory, so the number only
+/// names that socket file.
+const PCP_PORT: u16 = 9898;
+
+#[derive(Debug)]
+pub struct Rendered {
+    pub pgpool_conf: String,
+    pub pool_hba: String,
+    pub pool_passwd: Secret,
+    pub pcp_conf: String,
+}
+
+/// True when pgpool.conf can hold `value` between single quotes and read back exactly it.
+pub fn conf_safe(value: &str) -> bool {
+    !value
+        .chars()
+        .any(|c| c == '\'' || c == '\\' || c.is_control())
+}
+
+#[derive(Serialize)]
+struct BackendCtx<'a> {
+    host: &'a str,
+    port: u16,
+    weight: u32,
+    application_name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ConfCtx<'a> {
+    pgpool_version: u32,
+    pgpool_version_text: String,
+    port: u16,
+    pcp_port: u16,
+    rundir: &'a str,
+    user: &'a str,
+    dbname: &'a str,
+    num_init_children: u32,
+    max_pool: u32,
+    backends: Vec<BackendCtx<'a>>,
+}
+
+/// Renders everything pgpool needs. `template` replaces the embedded pgpool.conf template.
+pub fn render(
+    backends: &[Backend],
+    settings: &Settings,
+    rundir: &Path,
+    version: Version,
+    template: Option<&str>,
+) -> Result<Rendered> {
+    let primary = backends.first().context("no backends to render")?;
+    let rundir = rundir
+        .to_str()
+        .filter(|s| conf_safe(s))
+        .context("runtime directory path holds a quote, backslash, control character or non-UTF-8 byte; set PGPOOL_RUNTIME_DIR to a plain path")?;
+    let has_followers = backends.len() > 1;
+    let ctx = ConfCtx {
+        pgpool_version: version.number(),
+        pgpool_version_text: version.to_string(),
+        port: settings.port,
+        pcp_port: PCP_PORT,
+        rundir,
+        user: &primary.user,
+        dbname: &primary.dbname,
+        num_init_children: settings.num_init_children,
+        max_pool: settings.max_pool,
+        backends: backends
+            .iter()
+            .map(|b| BackendCtx {
+                host: &b.host,
+                port: b.port,
+                // Reads go to the followers only; the primary keeps them when it is alone.
+                weight: u32::from(b.role == Role::Follower || !has_followers),
+                application_name: None,
+            })
+            .collect(),
+    };
+    // Belt and braces for the values that came from outside: backends checks them with better
+    // messages, this guards any path that forgets to.
+    for (what, v) in [("user", ctx.user), ("database", ctx.dbname)]
+        .into_iter()
+        .chain(ctx.backends.iter().map(|b| ("host", b.host)))
+    {
+        if !conf_safe(v) {
+            bail!("{what} cannot be written to pgpool.conf safely");
+        }
+    }
+    let tctx = tera::Context::from_serialize(&ctx).context("building the template context")?;
+    let pgpool_conf = tera::Tera::one_off(template.unwrap_or(PGPOOL_CONF_TEMPLATE), &tctx, false)
+        .map_err(|e| {
+        anyhow::anyhow!("PGPOOL_CONF_TEMPLATE: cannot render: {}", tera_reason(&e))
+    })?;
+    let mut hba_ctx = tera::Context::new();
+    hba_ctx.insert("auth_method", "scram-sha-256");
+    let pool_hba = tera::Tera::one_off(POOL_HBA_TEMPLATE, &hba_ctx, false)
+        .context("rendering pool_hba.conf")?;
+    Ok(Rendered {
+        pgpool_conf,
+        pool_hba,
+        pool_passwd: pool_passwd(&primary.user, &primary.password),
+        pcp_conf: "# No pcp users: pcp commands are refused.\n".to_string(),
+    })
+}
+
+/// The innermost tera error says what went wrong in the template (unknown variable, syntax).
+fn tera_reason(e: &tera::Error) -> String {
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        reason = s.to_string();
+        source = s.source();
+    }
+    reason
+}
+
+/// One `user:TEXTpassword` line, escaped as pgpool's `getNextToken` reads it: `\` and `:` get a
+/// backslash (NOTES Q2: without it, passwords with `:` fail with a misleading auth error).
+pub fn pool_passwd(user: &str, password: &Secret) -> Secret {
+    Secret::new(format!(
+        "{}:TEXT{}\n",
+        passwd_escape(user),
+        passwd_escape(password.expose())
+    ))
+}
+
+fn passwd_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        if c == '\\' || c == ':' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::parse;
+    use crate::settings::{Env, Settings};
+
+    fn backends(urls: &[&str]) -> Vec<Backend> {
+        urls.iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let role = if i == 0 {
+                    Role::Primary
+                } else {
+                    Role::Follower
+                };
+                parse(&format!("U{i}"), role, u).unwrap()
+            })
+            .collect()
+    }
+
+    fn settings() -> Settings {
+        Settings::from_env(&Env::default()).unwrap()
+    }
+
+    fn conf(urls: &[&str], version: &str) -> String {
+        render(
+            &backends(urls),
+            &settings(),
+            Path::new("/tmp/rt"),
+            version.parse().unwrap(),
+            None,
+        )
+        .unwrap()
+        .pgpool_conf
+    }
+
+    fn has_line(conf: &str, line: &str) -> bool {
+        conf.lines().any(|l| l.trim() == line)
+    }
+
+    #[test]
+    fn weights_send_reads_to_followers() {
+        let c = conf(
+            &[
+                "postgres://app:pw@10.0.0.1:5432/appdb",
+                "postgres://app:pw@[::1]:6000/appdb",
+            ],
+            "4.3.5",
+        );
+        for l in [
+            "backend_hostname0 = '10.0.0.1'",
+            "backend_weight0 = 0",
+            "backend_hostname1 = '::1'",
+            "backend_port1 = 6000",
+            "backend_weight1 = 1",
+            "sr_check_user = 'app'",
+            "health_check_database = 'appdb'",
+            "failover_on_backend_shutdown = on",
+            "memqcache_total_size = 1MB",
+            "socket_dir = '/tmp/rt'",
+            "pcp_listen_addresses = ''",
+            "port = 5432",
+        ] {
+            assert!(has_line(&c, l), "missing {l:?} in\n{c}");
+        }
+        assert!(!c.contains("pw"), "no password in pgpool.conf");
+    }
+
+    #[test]
+    fn a_lone_primary_takes_the_reads() {
+        let c = conf(&["postgres://app:pw@h/appdb"], "4.3.5");
+        assert!(has_line(&c, "backend_weight0 = 1"));
+        assert!(!c.contains("backend_hostname1"));
+    }
+
+    #[test]
+    fn families_get_their_own_keys() {
+        let u = ["postgres://app:pw@h/appdb"];
+        let c46 = conf(&u, "4.6.1");
+        assert!(has_line(&c46, "unix_socket_directories = '/tmp/rt'"));
+        assert!(!c46.lines().any(|l| l.starts_with("socket_dir")));
+        let c41 = conf(&u, "4.1.4");
+        assert!(has_line(&c41, "master_slave_mode = on"));
+        assert!(!c41.contains("backend_clustering_mode"));
+        assert!(has_line(
+            &conf(&u, "4.3.5"),
+            "backend_clustering_mode = 'streaming_replication'"
+        ));
+    }
+
+    #[test]
+    fn unsafe_runtime_paths_are_refused() {
+        let r = render(
+            &backends(&["postgres://app:pw@h/appdb"]),
+            &settings(),
+            Path::new("/tmp/x' port = 1 #"),
+            "4.3.5".parse().unwrap(),
+            None,
+        );
+        assert!(r.unwrap_err().to_string().contains("runtime directory"));
+    }
+
+    #[test]
+    fn pool_passwd_escapes_backslash_and_colon() {
+        let p = pool_passwd("app", &Secret::new("p@ss:w/rd'\"#% \\x"));
+        assert_eq!(p.expose(), "app:TEXTp@ss\\:w/rd'\"#% \\\\x\n");
+        assert_eq!(
+            pool_passwd("a:b", &Secret::new("x")).expose(),
+            "a\\:b:TEXTx\n"
+        );
+    }
+
+    #[test]
+    fn conf_safe_rule() {
+        assert!(conf_safe("a$b%c@d:e/f\"g #h"));
+        for bad in [
+            "a'b", "a\\b", "a\nb", "a\rb", "a\0b", "a\u{7f}b", "a\u{85}b",
+        ] {
+            assert!(!conf_safe(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_expert_template_is_used_and_its_errors_are_named() {
+        let b = backends(&["postgres://app:pw@h/appdb"]);
+        let r = render(
+            &b,
+            &settings(),
+            Path::new("/r"),
+            "4.3.5".parse().unwrap(),
+            Some("port = {{ port }}\n"),
+        )
+        .unwrap();
+        assert_eq!(r.pgpool_conf, "port = 5432\n");
+        let e = render(
+            &b,
+            &settings(),
+            Path::new("/r"),
+            "4.3.5".parse().unwrap(),
+            Some("{{ nope }}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("PGPOOL_CONF_TEMPLATE: cannot render"), "{e}");
+    }
+}

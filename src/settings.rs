@@ -1,0 +1,316 @@
+//! `Settings`: every `PGPOOL_*` variable, parsed and range-checked, from an env snapshot.
+//! Pure: the env is a map handed in, so every rule here is unit-tested without touching
+//! the process environment.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+/// A snapshot of the environment. Values that are not UTF-8 are kept so that reading one
+/// gives an error naming the variable instead of pretending it is unset.
+#[derive(Debug, Clone, Default)]
+pub struct Env(BTreeMap<OsString, OsString>);
+
+impl Env {
+    pub fn from_process() -> Self {
+        Env(std::env::vars_os().collect())
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<&str>> {
+        match self.0.get(std::ffi::OsStr::new(name)) {
+            None => Ok(None),
+            Some(v) => match v.to_str() {
+                Some(s) => Ok(Some(s)),
+                None => bail!("{name}: is not valid UTF-8"),
+            },
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(std::ffi::OsStr::new(name))
+    }
+}
+
+impl<K: Into<OsString>, V: Into<OsString>> FromIterator<(K, V)> for Env {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Env(iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+/// Everything the launcher was told, already validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Names of the variables holding the backend URLs; the first is the primary.
+    pub url_vars: Vec<String>,
+    /// Where pgpool listens, on 127.0.0.1.
+    pub port: u16,
+    /// `PGPOOL_BIN`, when set; otherwise the search order in `pgpool::locate` applies.
+    pub bin: Option<PathBuf>,
+    /// `PGPOOL_CONF_TEMPLATE`: a tera template replacing the embedded pgpool.conf one.
+    pub conf_template: Option<PathBuf>,
+    /// Where the private runtime directory is created (`PGPOOL_RUNTIME_DIR`, else `TMPDIR`).
+    pub runtime_parent: PathBuf,
+    /// How long pgpool gets to serve its first real query.
+    pub ready_timeout: Duration,
+    /// How long pgpool gets to exit after SIGINT before its process group is SIGKILLed.
+    pub stop_timeout: Duration,
+    /// How long the app gets to exit after SIGTERM when the launcher has to stop it.
+    pub app_stop_timeout: Duration,
+    pub num_init_children: u32,
+    pub max_pool: u32,
+    pub log_level: LogLevel,
+}
+
+pub const DEFAULT_PORT: u16 = 5432;
+
+/// `PGPOOL_ENABLED`: read before anything else, because when it is off nothing else is.
+pub fn enabled(env: &Env) -> Result<bool> {
+    match env.get("PGPOOL_ENABLED")? {
+        None => Ok(true),
+        Some(v) => parse_bool("PGPOOL_ENABLED", v),
+    }
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Result<Settings> {
+        let url_vars = url_vars(env)?;
+        let port = match env.get("PGPOOL_PORT")? {
+            None => DEFAULT_PORT,
+            Some(v) => parse_port("PGPOOL_PORT", v)?,
+        };
+        let bin = path_var(env, "PGPOOL_BIN")?;
+        let conf_template = path_var(env, "PGPOOL_CONF_TEMPLATE")?;
+        let runtime_parent = match path_var(env, "PGPOOL_RUNTIME_DIR")? {
+            Some(p) => p,
+            None => path_var(env, "TMPDIR")?.unwrap_or_else(|| PathBuf::from("/tmp")),
+        };
+        Ok(Settings {
+            url_vars,
+            port,
+            bin,
+            conf_template,
+            runtime_parent,
+            ready_timeout: duration_var(env, "PGPOOL_READY_TIMEOUT", 10.0)?,
+            stop_timeout: duration_var(env, "PGPOOL_STOP_TIMEOUT", 5.0)?,
+            app_stop_timeout: duration_var(env, "PGPOOL_APP_STOP_TIMEOUT", 20.0)?,
+            num_init_children: int_var(env, "PGPOOL_NUM_INIT_CHILDREN", 32, 1..=1000)?,
+            max_pool: int_var(env, "PGPOOL_MAX_POOL", 1, 1..=32)?,
+            log_level: log_level(env)?,
+        })
+    }
+}
+
+fn url_vars(env: &Env) -> Result<Vec<String>> {
+    let Some(raw) = env.get("PGPOOL_URLS")? else {
+        return Ok(vec!["DATABASE_URL".to_string()]);
+    };
+    let names: Vec<String> = raw.split_whitespace().map(str::to_string).collect();
+    if names.is_empty() {
+        bail!(
+            "PGPOOL_URLS: is empty; list the names of the variables holding the URLs, primary first"
+        );
+    }
+    for (i, name) in names.iter().enumerate() {
+        if !is_env_name(name) {
+            bail!(
+                "PGPOOL_URLS: entry {} is not a variable name (letters, digits and _, not starting with a digit)",
+                i + 1
+            );
+        }
+        if names[..i].contains(name) {
+            bail!("PGPOOL_URLS: {name} is listed twice");
+        }
+    }
+    // Each follower is a backend pgpool keeps a connection to from every child (NOTES gotcha
+    // 12); pgpool itself caps backends at 128.
+    if names.len() > 128 {
+        bail!(
+            "PGPOOL_URLS: lists {} variables; pgpool supports at most 128 backends",
+            names.len()
+        );
+    }
+    Ok(names)
+}
+
+pub fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Only these words: pgpool takes any unknown boolean as "on" (NOTES gotcha 5), so we never
+/// guess.
+pub fn parse_bool(var: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => bail!("{var}: must be one of 1/true/on/yes or 0/false/off/no"),
+    }
+}
+
+/// pgpool refuses ports below 1024 (NOTES Q1).
+pub fn parse_port(var: &str, value: &str) -> Result<u16> {
+    match value.trim().parse::<u32>() {
+        Ok(p) if (1024..=65535).contains(&p) => Ok(p as u16),
+        _ => bail!("{var}: must be a port number from 1024 to 65535"),
+    }
+}
+
+fn path_var(env: &Env, var: &str) -> Result<Option<PathBuf>> {
+    match env.get(var)? {
+        None => Ok(None),
+        Some("") => bail!("{var}: is set but empty"),
+        Some(v) => Ok(Some(PathBuf::from(v))),
+    }
+}
+
+/// Seconds, fractions allowed (`2.5`), from 0.1 s to one hour.
+fn duration_var(env: &Env, var: &str, default: f64) -> Result<Duration> {
+    let secs = match env.get(var)? {
+        None => default,
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(s) if (0.1..=3600.0).contains(&s) => s,
+            _ => bail!("{var}: must be a number of seconds from 0.1 to 3600"),
+        },
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn int_var(
+    env: &Env,
+    var: &str,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32> {
+    match env.get(var)? {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => bail!(
+                "{var}: must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        },
+    }
+}
+
+fn log_level(env: &Env) -> Result<LogLevel> {
+    match env
+        .get("PGPOOL_LOG_LEVEL")?
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
+        None => Ok(LogLevel::Info),
+        Some(v) => match v.as_str() {
+            "error" => Ok(LogLevel::Error),
+            "warn" | "warning" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            _ => bail!("PGPOOL_LOG_LEVEL: must be one of error, warn, info, debug"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        format!("{:#}", Settings::from_env(&env(pairs)).unwrap_err())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_env(&env(&[])).unwrap();
+        assert_eq!(s.url_vars, vec!["DATABASE_URL"]);
+        assert_eq!(s.port, 5432);
+        assert_eq!(s.ready_timeout, Duration::from_secs(10));
+        assert_eq!(s.num_init_children, 32);
+        assert_eq!(s.runtime_parent, PathBuf::from("/tmp"));
+    }
+
+    #[test]
+    fn enabled_accepts_exactly_the_documented_words() {
+        for on in ["1", "true", "ON", "yes"] {
+            assert!(enabled(&env(&[("PGPOOL_ENABLED", on)])).unwrap());
+        }
+        for off in ["0", "false", "off", "No"] {
+            assert!(!enabled(&env(&[("PGPOOL_ENABLED", off)])).unwrap());
+        }
+        assert!(enabled(&env(&[])).unwrap());
+        for bad in ["", "2", "maybe", "enabled"] {
+            let e = enabled(&env(&[("PGPOOL_ENABLED", bad)])).unwrap_err();
+            assert!(e.to_string().starts_with("PGPOOL_ENABLED:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn urls_split_on_any_whitespace() {
+        let s = Settings::from_env(&env(&[("PGPOOL_URLS", " A_URL\tB_URL\nC ")])).unwrap();
+        assert_eq!(s.url_vars, vec!["A_URL", "B_URL", "C"]);
+    }
+
+    #[test]
+    fn urls_refuse_bad_lists() {
+        assert!(err(&[("PGPOOL_URLS", "  ")]).contains("PGPOOL_URLS: is empty"));
+        assert!(err(&[("PGPOOL_URLS", "A 1B")]).contains("entry 2 is not a variable name"));
+        assert!(err(&[("PGPOOL_URLS", "A-B")]).contains("entry 1"));
+        assert!(err(&[("PGPOOL_URLS", "A B A")]).contains("A is listed twice"));
+        let many: Vec<String> = (0..200).map(|i| format!("U{i}")).collect();
+        assert!(err(&[("PGPOOL_URLS", &many.join(" "))]).contains("at most 128"));
+    }
+
+    #[test]
+    fn ports_are_checked() {
+        assert_eq!(
+            Settings::from_env(&env(&[("PGPOOL_PORT", "6432")]))
+                .unwrap()
+                .port,
+            6432
+        );
+        for bad in ["0", "80", "65536", "abc", "", "-1", "5432x"] {
+            assert!(
+                err(&[("PGPOOL_PORT", bad)]).starts_with("PGPOOL_PORT:"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn tunables_are_checked() {
+        for (var, bad) in [
+            ("PGPOOL_READY_TIMEOUT", "0"),
+            ("PGPOOL_READY_TIMEOUT", "abc"),
+            ("PGPOOL_READY_TIMEOUT", "1e9"),
+            ("PGPOOL_STOP_TIMEOUT", "-1"),
+            ("PGPOOL_APP_STOP_TIMEOUT", "NaN"),
+            ("PGPOOL_NUM_INIT_CHILDREN", "0"),
+            ("PGPOOL_NUM_INIT_CHILDREN", "1.5"),
+            ("PGPOOL_MAX_POOL", "99"),
+            ("PGPOOL_LOG_LEVEL", "loud"),
+            ("PGPOOL_BIN", ""),
+        ] {
+            assert!(err(&[(var, bad)]).starts_with(var), "{var}={bad}");
+        }
+        let s = Settings::from_env(&env(&[("PGPOOL_READY_TIMEOUT", "2.5")])).unwrap();
+        assert_eq!(s.ready_timeout, Duration::from_millis(2500));
+    }
+}

@@ -1,0 +1,252 @@
+//! The app process and the loop that watches it beside pgpool. One `select!` decides what
+//! happens to every signal and every exit:
+//! - a signal is forwarded to the app (the app decides when to stop; pgpool keeps serving it);
+//! - the app exits: pgpool is stopped after it, and its status becomes ours;
+//! - pgpool dies: the app is stopped (SIGTERM, SIGKILL after a grace period), we fail.
+
+use std::ffi::OsString;
+use std::os::fd::BorrowedFd;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::exit::Code;
+use crate::pgpool::Pgpool;
+
+/// The signals the launcher takes; all but SIGCHLD are forwarded to the app.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Signals that end the launch while the app has not started yet.
+pub fn is_terminating(sig: Signal) -> bool {
+    matches!(
+        sig,
+        Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT
+    )
+}
+
+pub struct Signals {
+    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Registers every handler at once, before any child exists, so nothing is lost between
+    /// spawning pgpool and entering the loop.
+    pub fn install() -> Result<Signals> {
+        let mut streams = Vec::new();
+        for &sig in FORWARDED.iter().chain([Signal::SIGCHLD].iter()) {
+            let s = signal(SignalKind::from_raw(sig as i32))
+                .map_err(|e| anyhow!("cannot handle {sig}: {e}"))?;
+            streams.push((sig, s));
+        }
+        // A launcher in the background of a terminal must still be able to take the terminal
+        // back from the app after it exits (tini does the same).
+        // SAFETY: setting a disposition to SIG_IGN runs no code in a handler.
+        unsafe {
+            let _ = nix::sys::signal::signal(Signal::SIGTTOU, SigHandler::SigIgn);
+            let _ = nix::sys::signal::signal(Signal::SIGTTIN, SigHandler::SigIgn);
+        }
+        Ok(Signals { streams })
+    }
+
+    /// The next signal; cancel-safe.
+    pub async fn recv(&mut self) -> Signal {
+        let futs = self.streams.iter_mut().map(|(sig, s)| {
+            let sig = *sig;
+            Box::pin(async move {
+                s.recv().await;
+                sig
+            })
+        });
+        futures_select_all(futs).await
+    }
+}
+
+/// The first of several futures to finish (no extra crate for one call site).
+async fn futures_select_all<F: std::future::Future<Output = Signal> + Unpin>(
+    futs: impl Iterator<Item = F>,
+) -> Signal {
+    let mut futs: Vec<F> = futs.collect();
+    std::future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if let std::task::Poll::Ready(s) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(s);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// The app, spawned with the launcher's stdin, stdout and stderr.
+pub struct App {
+    child: Child,
+    pid: Pid,
+    took_terminal: bool,
+}
+
+impl App {
+    pub fn spawn(command: &[OsString], vars: &[(String, String)]) -> std::io::Result<App> {
+        let mut cmd = Command::new(&command[0]);
+        cmd.args(&command[1..])
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            // Its own group, so a signal sent to the launcher's group reaches it once (through
+            // us), and pgpool never sees a Ctrl-C meant for it.
+            .process_group(0);
+        let took_terminal = owns_terminal();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if took_terminal {
+                    // The app's group becomes the terminal's foreground, so Ctrl-C goes to it
+                    // (and only to it). SIGTTOU is ignored here (inherited), which lets a
+                    // background group take the terminal.
+                    let stdin = BorrowedFd::borrow_raw(0);
+                    let _ = nix::unistd::tcsetpgrp(stdin, nix::unistd::getpid());
+                }
+                let _ = nix::sys::signal::signal(Signal::SIGTTOU, SigHandler::SigDfl);
+                let _ = nix::sys::signal::signal(Signal::SIGTTIN, SigHandler::SigDfl);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        let pid = Pid::from_raw(child.id().map(|p| p as i32).unwrap_or(0));
+        Ok(App {
+            child,
+            pid,
+            took_terminal,
+        })
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    pub fn forward(&self, sig: Signal) {
+        match kill(self.pid, sig) {
+            // The app may have exited already; its exit is handled by the loop.
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(signal = %sig, error = %e, "forward-failed"),
+        }
+    }
+
+    pub async fn wait(&mut self) -> ExitStatus {
+        let s = match self.child.wait().await {
+            Ok(s) => s,
+            Err(_) => std::os::unix::process::ExitStatusExt::from_raw(1 << 8),
+        };
+        if self.took_terminal {
+            // SAFETY: fd 0 is open for the launcher's whole life.
+            let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+            let _ = nix::unistd::tcsetpgrp(stdin, nix::unistd::getpgrp());
+            self.took_terminal = false;
+        }
+        s
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) -> ExitStatus {
+        self.forward(Signal::SIGTERM);
+        match tokio::time::timeout(grace, self.wait()).await {
+            Ok(s) => s,
+            Err(_) => {
+                tracing::warn!(grace_s = grace.as_secs_f64(), "app-stop-timeout");
+                self.forward(Signal::SIGKILL);
+                self.wait().await
+            }
+        }
+    }
+}
+
+/// True when stdin is a terminal whose foreground group is ours: then the app gets it.
+fn owns_terminal() -> bool {
+    // SAFETY: fd 0 is open (or the calls fail harmlessly with EBADF).
+    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    nix::unistd::isatty(stdin).unwrap_or(false)
+        && nix::unistd::tcgetpgrp(stdin).is_ok_and(|pg| pg == nix::unistd::getpgrp())
+}
+
+/// Runs the app beside a ready pgpool until one of them ends; returns the launcher's code.
+pub async fn run(
+    app: &mut App,
+    pgpool: &mut Pgpool,
+    signals: &mut Signals,
+    stop_timeout: Duration,
+    app_stop_timeout: Duration,
+) -> Result<Code> {
+    loop {
+        tokio::select! {
+            status = app.wait() => {
+                tracing::info!(status = %status, "app-exited");
+                pgpool.stop(stop_timeout).await;
+                tracing::info!("pgpool-stopped");
+                return Ok(Code::from_status(status));
+            }
+            status = pgpool.wait() => {
+                let why = pgpool.last_error().map(|l| format!(": {l}")).unwrap_or_default();
+                tracing::error!(status = %status, "pgpool-died");
+                app.stop(app_stop_timeout).await;
+                pgpool.stop(stop_timeout).await;
+                return Err(anyhow!("pgpool exited unexpectedly ({status}){why}; the app was stopped"));
+            }
+            sig = signals.recv() => {
+                if sig == Signal::SIGCHLD {
+                    reap_strays(&[app.pid(), pgpool.pid()]);
+                } else {
+                    tracing::debug!(signal = %sig, "forward");
+                    app.forward(sig);
+                }
+            }
+        }
+    }
+}
+
+/// As PID 1 (a container entrypoint), orphans are re-parented to us and must be reaped, or
+/// they stay zombies. Only our own zombie children that tokio does not own are reaped, by pid:
+/// a `waitpid(-1)` could steal the app's or pgpool's status from tokio.
+pub fn reap_strays(exclude: &[Pid]) {
+    let me = nix::unistd::getpid();
+    if me.as_raw() != 1 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let pid = Pid::from_raw(pid);
+        if exclude.contains(&pid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<i32>().ok()));
+        if state == Some("Z") && ppid == Some(me.as_raw()) {
+            let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        }
+    }
+}
