@@ -201,7 +201,7 @@ impl Pgpool {
                 let mut level = tracing::Level::DEBUG;
                 while let Ok(Some(line)) = lines.next_line().await {
                     let line = scrub.apply(&line);
-                    level = relay_level(&line).unwrap_or(level);
+                    level = relay_level(&line, pid).unwrap_or(level);
                     if level <= tracing::Level::WARN
                         && let Ok(mut e) = last_error.lock()
                     {
@@ -291,7 +291,26 @@ impl Pgpool {
 
 /// pgpool's severity words, mapped to ours. ERROR lines are mostly one client's failure (a
 /// wrong password, a cancelled query), so they are warnings here, not launcher errors.
-fn relay_level(line: &str) -> Option<tracing::Level> {
+///
+/// Only the main process speaks for pgpool as a whole: a child's FATAL is one client session
+/// failing (during startup, every probe that arrives before the primary is found), so
+/// children's lines are debug. Lines look like `main pid 123: LOG:  ...` (our
+/// `log_line_prefix`).
+fn relay_level(line: &str, main_pid: u32) -> Option<tracing::Level> {
+    let level = severity(line)?;
+    let from_main = line
+        .split_once(" pid ")
+        .and_then(|(_, rest)| rest.split(':').next())
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .is_none_or(|p| p == main_pid);
+    Some(if from_main {
+        level
+    } else {
+        tracing::Level::DEBUG
+    })
+}
+
+fn severity(line: &str) -> Option<tracing::Level> {
     use tracing::Level;
     const WORDS: &[(&str, Option<Level>)] = &[
         ("PANIC:", Some(Level::ERROR)),
@@ -371,17 +390,28 @@ mod tests {
     #[test]
     fn levels_follow_pgpool_severity() {
         use tracing::Level;
-        assert_eq!(relay_level("main pid 1: FATAL:  bad"), Some(Level::ERROR));
-        assert_eq!(relay_level("child pid 2: ERROR:  auth"), Some(Level::WARN));
-        assert_eq!(relay_level("main pid 1: LOG:  started"), Some(Level::DEBUG));
-        assert_eq!(relay_level("main pid 1: DETAIL:  more"), None);
-        assert_eq!(relay_level("no level"), None);
         assert_eq!(
-            relay_level("main pid 1: LOG:  ERROR: in text"),
+            relay_level("main pid 1: FATAL:  bad", 1),
+            Some(Level::ERROR)
+        );
+        assert_eq!(relay_level("main pid 1: ERROR:  bad", 1), Some(Level::WARN));
+        assert_eq!(
+            relay_level("child pid 2: FATAL:  auth", 1),
             Some(Level::DEBUG)
         );
         assert_eq!(
-            relay_level("WARNING:  could not load server certificate file \"\""),
+            relay_level("main pid 1: LOG:  started", 1),
+            Some(Level::DEBUG)
+        );
+        assert_eq!(relay_level("main pid 1: DETAIL:  more", 1), None);
+        assert_eq!(relay_level("no level", 1), None);
+        assert_eq!(relay_level("FATAL:  no prefix", 1), Some(Level::ERROR));
+        assert_eq!(
+            relay_level("main pid 1: LOG:  ERROR: in text", 1),
+            Some(Level::DEBUG)
+        );
+        assert_eq!(
+            relay_level("WARNING:  could not load server certificate file \"\"", 1),
             Some(Level::DEBUG)
         );
     }

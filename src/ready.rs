@@ -110,7 +110,38 @@ pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
+    if last.starts_with("pgpool") {
+        // pgpool only says it could not reach "a backend"; find out which one ourselves.
+        if let Some(why) = unreachable(backends).await {
+            bail!("{why}");
+        }
+    }
     bail!("{last}")
+}
+
+/// The first backend, primary first, that does not accept a TCP connection within a second.
+async fn unreachable(backends: &[Backend]) -> Option<String> {
+    for b in backends {
+        let addr = (b.host.as_str(), b.port);
+        let res =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                .await;
+        let why = match res {
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 1s".to_string(),
+        };
+        let role = if b.role == crate::backends::Role::Primary {
+            "primary"
+        } else {
+            "follower"
+        };
+        return Some(format!(
+            "the {role} {} ({}:{}) is unreachable: {why}",
+            b.var, b.host, b.port
+        ));
+    }
+    None
 }
 
 /// The server's own message when there is one (`failed to create a backend connection`), else

@@ -1,0 +1,5 @@
+#![allow(dead_code)]
+//! Shared by every integration test file: `mod common;`.
+
+pub mod cluster;
+pub mod launcher;
