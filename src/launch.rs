@@ -9,7 +9,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use crate::backends::{self, Backend};
 use crate::cli::Cli;
 use crate::exit::Code;
-use crate::pgpool::{self, Pgpool};
+use crate::family;
+use crate::pgpool::Pgpool;
 use crate::runtime_dir::RuntimeDir;
 use crate::settings::{self, Env, Settings};
 use crate::supervise::{self, App, Signals};
@@ -30,8 +31,8 @@ pub fn run(cli: Cli) -> Result<Code> {
                 .with_context(|| format!("PGPOOL_CONF_TEMPLATE: cannot read {}", p.display()))?,
         ),
     };
-    let bin = pgpool::locate(settings.bin.as_deref(), env.get("HOME")?, env.get("PATH")?)?;
-    let version = pgpool::version(&bin)?;
+    let bin = family::locate(settings.bin.as_deref(), env.get("HOME")?, env.get("PATH")?)?;
+    let version = family::version(&bin)?;
     if cli.print_config {
         let placeholder = settings
             .runtime_parent

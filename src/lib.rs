@@ -5,6 +5,7 @@ pub mod backends;
 pub mod cli;
 pub mod error;
 pub mod exit;
+pub mod family;
 pub mod launch;
 pub mod log;
 pub mod pgpool;

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use crate::backends::{Backend, Role};
-use crate::pgpool::Version;
+use crate::family::Version;
 use crate::secret::Secret;
 use crate::settings::Settings;
 

@@ -73,6 +73,13 @@ pub struct Settings {
     pub num_init_children: u32,
     pub max_pool: u32,
     pub log_level: LogLevel,
+    /// `PGPOOL_MAX_LAG`: a follower further behind than this many bytes of WAL gets no reads.
+    pub max_lag_bytes: Option<u64>,
+    /// `PGPOOL_METRICS_INTERVAL`: how often node metrics are logged; `None` = off.
+    pub metrics_interval: Option<Duration>,
+    /// `PGPOOL_MAX_CONNECTIONS_SHARE`: warn when this dyno's pgpool may hold more than this share
+    /// of a node's `max_connections`.
+    pub max_connections_share: f64,
 }
 
 pub const DEFAULT_PORT: u16 = 5432;
@@ -110,6 +117,29 @@ impl Settings {
             num_init_children: int_var(env, "PGPOOL_NUM_INIT_CHILDREN", 32, 1..=1000)?,
             max_pool: int_var(env, "PGPOOL_MAX_POOL", 1, 1..=32)?,
             log_level: log_level(env)?,
+            max_lag_bytes: match env.get("PGPOOL_MAX_LAG")? {
+                None => None,
+                Some(v) => Some(parse_bytes("PGPOOL_MAX_LAG", v)?),
+            },
+            metrics_interval: match env.get("PGPOOL_METRICS_INTERVAL")? {
+                None => Some(Duration::from_secs(60)),
+                Some(v) => match v.trim().parse::<u32>() {
+                    Ok(0) => None,
+                    Ok(n) if n <= 86_400 => Some(Duration::from_secs(n.into())),
+                    _ => bail!(
+                        "PGPOOL_METRICS_INTERVAL: must be a whole number of seconds from 0 (off) to 86400"
+                    ),
+                },
+            },
+            max_connections_share: match env.get("PGPOOL_MAX_CONNECTIONS_SHARE")? {
+                None => 0.5,
+                Some(v) => match v.trim().parse::<f64>() {
+                    Ok(x) if x > 0.0 && x <= 1.0 => x,
+                    _ => bail!(
+                        "PGPOOL_MAX_CONNECTIONS_SHARE: must be a fraction above 0 and at most 1, like 0.5"
+                    ),
+                },
+            },
         })
     }
 }
@@ -167,6 +197,27 @@ pub fn parse_port(var: &str, value: &str) -> Result<u16> {
     match value.trim().parse::<u32>() {
         Ok(p) if (1024..=65535).contains(&p) => Ok(p as u16),
         _ => bail!("{var}: must be a port number from 1024 to 65535"),
+    }
+}
+
+/// Bytes with an optional kB/MB/GB suffix (powers of 1024, as PostgreSQL reads them), like
+/// `16MB` or `1048576`.
+pub fn parse_bytes(var: &str, value: &str) -> Result<u64> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1 << 10,
+        "mb" | "m" => 1 << 20,
+        "gb" | "g" => 1 << 30,
+        _ => bail!("{var}: must be a number of bytes with an optional kB, MB or GB suffix"),
+    };
+    match num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
+        Some(n) if n > 0 && n <= u64::from(u32::MAX) => Ok(n),
+        _ => bail!(
+            "{var}: must be a number of bytes from 1 to 4GB, with an optional kB, MB or GB suffix"
+        ),
     }
 }
 
@@ -307,10 +358,28 @@ mod tests {
             ("PGPOOL_MAX_POOL", "99"),
             ("PGPOOL_LOG_LEVEL", "loud"),
             ("PGPOOL_BIN", ""),
+            ("PGPOOL_MAX_LAG", "0"),
+            ("PGPOOL_MAX_LAG", "10TB"),
+            ("PGPOOL_MAX_LAG", "5GB"),
+            ("PGPOOL_MAX_LAG", "-1MB"),
+            ("PGPOOL_METRICS_INTERVAL", "1.5"),
+            ("PGPOOL_METRICS_INTERVAL", "x"),
+            ("PGPOOL_MAX_CONNECTIONS_SHARE", "0"),
+            ("PGPOOL_MAX_CONNECTIONS_SHARE", "1.5"),
         ] {
             assert!(err(&[(var, bad)]).starts_with(var), "{var}={bad}");
         }
         let s = Settings::from_env(&env(&[("PGPOOL_READY_TIMEOUT", "2.5")])).unwrap();
         assert_eq!(s.ready_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn byte_sizes_take_postgres_suffixes() {
+        assert_eq!(parse_bytes("V", "1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_bytes("V", "16MB").unwrap(), 16 << 20);
+        assert_eq!(parse_bytes("V", "64 kB").unwrap(), 64 << 10);
+        assert_eq!(parse_bytes("V", "1GB").unwrap(), 1 << 30);
+        let s = Settings::from_env(&env(&[("PGPOOL_METRICS_INTERVAL", "0")])).unwrap();
+        assert_eq!(s.metrics_interval, None);
     }
 }
