@@ -8,8 +8,18 @@ use clap::Parser;
 /// followers. Configured by environment variables (PGPOOL_URLS, PGPOOL_PORT, ...; see
 /// README.md); DATABASE_URL is pointed at pgpool for COMMAND.
 #[derive(Debug, Parser)]
-#[command(name = "start-pgpool", version, about, long_about = None)]
+#[command(
+    name = "start-pgpool",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub sub: Option<Sub>,
+
     /// Render pgpool.conf for the current environment to stdout and exit, starting nothing.
     /// It holds no passwords.
     #[arg(long)]
@@ -23,6 +33,14 @@ pub struct Cli {
         required_unless_present = "print_config"
     )]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Sub {
+    /// Print the nodes of the start-pgpool running in this dyno or container (found through
+    /// its runtime directory for PGPOOL_PORT): role, up/down, lag and reads served. To run an
+    /// app that is itself called `status`, write `start-pgpool -- status`.
+    Status,
 }
 
 pub fn parse() -> Cli {
@@ -43,6 +61,15 @@ mod tests {
             c.command,
             vec![OsString::from("--weird"), OsString::from("-x")]
         );
+    }
+
+    #[test]
+    fn status_is_a_subcommand_unless_after_double_dash() {
+        let c = Cli::try_parse_from(["start-pgpool", "status"]).unwrap();
+        assert!(matches!(c.sub, Some(Sub::Status)));
+        let c = Cli::try_parse_from(["start-pgpool", "--", "status"]).unwrap();
+        assert!(c.sub.is_none());
+        assert_eq!(c.command, vec![OsString::from("status")]);
     }
 
     #[test]

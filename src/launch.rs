@@ -7,17 +7,22 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::backends::{self, Backend};
-use crate::cli::Cli;
+use crate::cli::{Cli, Sub};
 use crate::exit::Code;
 use crate::family;
 use crate::pgpool::Pgpool;
 use crate::runtime_dir::RuntimeDir;
 use crate::settings::{self, Env, Settings};
 use crate::supervise::{self, App, Signals};
-use crate::{app_env, ready, render};
+use crate::{app_env, monitor, ready, render, status};
 
 pub fn run(cli: Cli) -> Result<Code> {
     let env = Env::from_process();
+    if let Some(Sub::Status) = cli.sub {
+        let settings = Settings::from_env(&env)?;
+        status::run(&settings.runtime_parent, settings.port)?;
+        return Ok(Code(0));
+    }
     if !settings::enabled(&env)? {
         return Ok(exec_untouched(&cli.command));
     }
@@ -57,6 +62,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         template.as_deref(),
     )?;
     dir.write_all(&rendered)?;
+    dir.write(status::NODES_FILE, &status::nodes_file(&backends))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,6 +141,15 @@ async fn serve(
             tracing::warn!(source = b.var.as_str(), "follower-down");
         }
     }
+    monitor::log_budget(settings.port, backends, settings).await;
+    // Dropped with the runtime when `serve` returns.
+    tokio::spawn(monitor::run(
+        dir.path().to_path_buf(),
+        settings.port,
+        backends.to_vec(),
+        settings.metrics_interval,
+        nodes.clone(),
+    ));
     let vars = app_env::app_env(env, &backends[0], settings.port);
     let mut app = match App::spawn(&cli.command, &vars) {
         Ok(a) => a,

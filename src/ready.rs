@@ -16,6 +16,10 @@ pub struct Node {
     pub id: usize,
     pub status: String,
     pub role: String,
+    /// SELECTs pgpool sent to this node since it started.
+    pub select_count: u64,
+    /// Replication delay in bytes of WAL as pgpool's streaming check last saw it.
+    pub lag_bytes: u64,
 }
 
 impl Node {
@@ -27,6 +31,33 @@ impl Node {
 
 /// Runs `SHOW POOL_NODES` through pgpool as the app would connect.
 pub async fn pool_nodes(port: u16, primary: &Backend) -> Result<Vec<Node>, tokio_postgres::Error> {
+    let (client, conn) = connect(port, primary).await?;
+    let conn = tokio::spawn(conn);
+    let rows = show_pool_nodes(&client).await;
+    drop(client);
+    let _ = conn.await;
+    rows
+}
+
+pub async fn show_pool_nodes(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<Node>, tokio_postgres::Error> {
+    Ok(parse_pool_nodes(
+        &client.simple_query("SHOW POOL_NODES").await?,
+    ))
+}
+
+/// A session through pgpool on loopback with the app's credentials.
+pub async fn connect(
+    port: u16,
+    primary: &Backend,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    ),
+    tokio_postgres::Error,
+> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host("127.0.0.1")
         .port(port)
@@ -36,12 +67,7 @@ pub async fn pool_nodes(port: u16, primary: &Backend) -> Result<Vec<Node>, tokio
         .application_name("start-pgpool")
         .ssl_mode(SslMode::Disable)
         .connect_timeout(Duration::from_secs(2));
-    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
-    let conn = tokio::spawn(conn);
-    let rows = client.simple_query("SHOW POOL_NODES").await;
-    drop(client);
-    let _ = conn.await;
-    Ok(parse_pool_nodes(&rows?))
+    cfg.connect(tokio_postgres::NoTls).await
 }
 
 fn parse_pool_nodes(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Node> {
@@ -54,6 +80,14 @@ fn parse_pool_nodes(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Node> {
                     .unwrap_or(usize::MAX),
                 status: r.get("status").unwrap_or("").to_string(),
                 role: r.get("role").unwrap_or("").to_string(),
+                select_count: r
+                    .get("select_cnt")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                lag_bytes: r
+                    .get("replication_delay")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
             }),
             _ => None,
         })
@@ -163,6 +197,8 @@ mod tests {
             id,
             status: status.into(),
             role: role.into(),
+            select_count: 0,
+            lag_bytes: 0,
         }
     }
 

@@ -42,7 +42,7 @@ impl RuntimeDir {
         self.write("pcp.conf", &r.pcp_conf)
     }
 
-    fn write(&self, name: &str, content: &str) -> Result<()> {
+    pub fn write(&self, name: &str, content: &str) -> Result<()> {
         let path = self.path().join(name);
         let mut f = OpenOptions::new()
             .write(true)
