@@ -28,15 +28,15 @@ pub fn database_url(primary: &Backend, port: u16) -> String {
     url.path_segments_mut()
         .expect("a postgres URL with a host has path segments")
         .push(&primary.dbname);
-    {
-        let mut q = url.query_pairs_mut();
-        q.append_pair("sslmode", "disable");
-        for (k, v) in &primary.params {
-            if !DROPPED_PARAMS.contains(&k.as_str()) {
-                q.append_pair(k, v);
-            }
+    // Percent-encoded by hand: `query_pairs_mut` form-encodes a space as `+`, which libpq
+    // does not decode (application_name `a b` arrived as `a+b`).
+    let mut query = vec!["sslmode=disable".to_string()];
+    for (k, v) in &primary.params {
+        if !DROPPED_PARAMS.contains(&k.as_str()) {
+            query.push(format!("{}={}", encode(k), encode(v)));
         }
     }
+    url.set_query(Some(&query.join("&")));
     url.to_string()
 }
 
@@ -79,6 +79,10 @@ mod tests {
     fn points_at_loopback_and_round_trips_the_credentials() {
         let p = parse("DATABASE_URL", Role::Primary, AWKWARD).unwrap();
         let s = database_url(&p, 6432);
+        assert!(
+            s.contains("application_name=web%201"),
+            "libpq does not read + as a space: {s}"
+        );
         let back = parse("X", Role::Primary, &s).unwrap();
         assert_eq!(back.host, "127.0.0.1");
         assert_eq!(back.port, 6432);

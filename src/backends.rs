@@ -99,16 +99,17 @@ pub fn parse(var: &str, role: Role, value: &str) -> Result<Backend> {
     let value = value.trim();
     let url = match Url::parse(value) {
         Ok(u) => u,
-        // url's messages describe the problem without quoting the input.
-        Err(e) => bail!("{var}: is not a valid postgres URL ({e})"),
+        Err(e) => return Err(url_error(var, e, value)),
     };
     if !matches!(url.scheme(), "postgres" | "postgresql") {
         bail!("{var}: scheme must be postgres:// or postgresql://");
     }
     let host = host(var, &url)?;
+    // pgpool refuses backend ports below 1024 (FATAL "outside the valid range for parameter
+    // backend_port0 (1024 .. 65535)"), after it has started; say it first.
     let port = match url.port() {
         None => 5432,
-        Some(0) => bail!("{var}: port must be from 1 to 65535"),
+        Some(p) if p < 1024 => bail!("{var}: port must be from 1024 to 65535 (pgpool's range)"),
         Some(p) => p,
     };
     let user = decode(var, "user", url.username())?;
@@ -147,6 +148,30 @@ pub fn parse(var: &str, role: Role, value: &str) -> Result<Backend> {
         dbname,
         params,
     })
+}
+
+/// Names the part the url crate choked on; its own messages never quote the input, but
+/// they do not say which part is wrong either.
+fn url_error(var: &str, e: url::ParseError, value: &str) -> anyhow::Error {
+    use url::ParseError as P;
+    match e {
+        // `postgres://u:p@::1/d`: the host ends at the first `:`, so it looks empty.
+        P::EmptyHost if value.contains("@:") || value.contains("//:") => {
+            anyhow::anyhow!("{var}: has no host (write IPv6 hosts in brackets: [::1])")
+        }
+        P::EmptyHost => anyhow::anyhow!("{var}: has no host"),
+        P::InvalidPort => anyhow::anyhow!("{var}: port must be a number from 1024 to 65535"),
+        P::InvalidIpv6Address => anyhow::anyhow!(
+            "{var}: host is not a valid IPv6 address (write IPv6 hosts in brackets: [::1])"
+        ),
+        P::InvalidIpv4Address | P::InvalidDomainCharacter | P::IdnaError => {
+            anyhow::anyhow!("{var}: host is not a valid host name ({e})")
+        }
+        P::RelativeUrlWithoutBase => anyhow::anyhow!(
+            "{var}: is not a URL; expected postgres://user:password@host:port/database"
+        ),
+        e => anyhow::anyhow!("{var}: is not a valid postgres URL ({e})"),
+    }
 }
 
 fn host(var: &str, url: &Url) -> Result<String> {
@@ -273,13 +298,18 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_be_represented() {
-        assert!(err("not a url").contains("not a valid postgres URL"));
+        assert!(err("not a url").contains("is not a URL"));
+        assert!(err("postgres://u:p@::1/d").contains("has no host (write IPv6 hosts in brackets"));
+        assert!(err("postgres://u:p@[::1/d").contains("host is not a valid IPv6"));
+        assert!(err("postgres://u:p@/d").contains("has no host"));
         assert!(err("mysql://u:p@h/d").contains("scheme"));
         assert!(err("postgres:///d").contains("no host") || err("postgres:///d").contains("valid"));
         assert!(err("postgres://u:p@%2Fvar%2Frun/d").contains("Unix socket"));
-        assert!(err("postgres://u:p@h:0/d").contains("port"));
+        assert!(err("postgres://u:p@h:0/d").contains("port must be from 1024"));
+        assert!(err("postgres://u:p@h:1023/d").contains("port must be from 1024"));
+        assert_eq!(ok("postgres://u:p@h:1024/d").port, 1024);
         assert!(err("postgres://u:p@h:70000/d").contains("port"));
-        assert!(err("postgres://u:p@h:abc/d").contains("port"));
+        assert!(err("postgres://u:p@h:abc/d").contains("port must be a number"));
         assert!(err("postgres://:p@h/d").contains("no user"));
         assert!(err("postgres://u@h/d").contains("no password"));
         assert!(err("postgres://u:p@h").contains("no database"));

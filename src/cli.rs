@@ -44,7 +44,7 @@ pub enum Sub {
 }
 
 pub fn parse() -> Cli {
-    Cli::parse()
+    Cli::try_parse().unwrap_or_else(|e| crate::error::usage_exit(e))
 }
 
 #[cfg(test)]

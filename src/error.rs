@@ -14,6 +14,32 @@ pub fn line(err: &anyhow::Error) -> String {
     format!("start-pgpool: error: {one_line}")
 }
 
+/// clap's own errors take several lines (message, usage, hint). `--help` and `--version` stay
+/// as clap prints them; a real usage error becomes our one line, with clap's exit code 2.
+pub fn usage_exit(e: clap::Error) -> ! {
+    use clap::error::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    eprintln!("{}", usage_line(&e));
+    std::process::exit(2)
+}
+
+fn usage_line(e: &clap::Error) -> String {
+    let what = if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+        "COMMAND: no command given. Usage: start-pgpool [OPTIONS] [--] COMMAND [ARGS...]"
+            .to_string()
+    } else {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        first.strip_prefix("error: ").unwrap_or(first).to_string()
+    };
+    line(&anyhow::anyhow!(what))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -22,6 +48,22 @@ mod tests {
         assert_eq!(
             super::line(&e),
             "start-pgpool: error: PGPOOL_PORT: bad: inner problem"
+        );
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        use clap::Parser as _;
+        let e = crate::cli::Cli::try_parse_from(["start-pgpool"]).unwrap_err();
+        assert_eq!(
+            super::usage_line(&e),
+            "start-pgpool: error: COMMAND: no command given. Usage: start-pgpool [OPTIONS] [--] COMMAND [ARGS...]"
+        );
+        let e = crate::cli::Cli::try_parse_from(["start-pgpool", "--print-config=x"]).unwrap_err();
+        let l = super::usage_line(&e);
+        assert!(
+            l.starts_with("start-pgpool: error: ") && !l.contains('\n'),
+            "{l}"
         );
     }
 }

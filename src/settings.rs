@@ -102,8 +102,11 @@ impl Settings {
         let bin = path_var(env, "PGPOOL_BIN")?;
         let conf_template = path_var(env, "PGPOOL_CONF_TEMPLATE")?;
         let runtime_parent = match path_var(env, "PGPOOL_RUNTIME_DIR")? {
-            Some(p) => p,
-            None => path_var(env, "TMPDIR")?.unwrap_or_else(|| PathBuf::from("/tmp")),
+            Some(p) => runtime_parent("PGPOOL_RUNTIME_DIR", p, port)?,
+            None => match path_var(env, "TMPDIR")? {
+                Some(p) => runtime_parent("TMPDIR", p, port)?,
+                None => PathBuf::from("/tmp"),
+            },
         };
         Ok(Settings {
             url_vars,
@@ -227,6 +230,38 @@ fn path_var(env: &Env, var: &str) -> Result<Option<PathBuf>> {
         Some("") => bail!("{var}: is set but empty"),
         Some(v) => Ok(Some(PathBuf::from(v))),
     }
+}
+
+/// Unix socket paths hold at most 107 bytes (`sun_path`), and pgpool puts its sockets
+/// (`.s.PGSQL.<port>`, `.s.PGSQL.9898` for pcp) in the runtime directory, which is
+/// `<parent>/start-pgpool-<port>-XXXXXX`. A longer parent would fail only once pgpool binds.
+const SUN_PATH_MAX: usize = 107;
+
+/// The runtime directory's parent goes into pgpool.conf verbatim (NOTES Q4: no escaping), and
+/// pgpool resolves relative paths against its own working directory, so only absolute, plain,
+/// short paths are taken. Checked here so that nothing is created before the error.
+fn runtime_parent(var: &str, path: PathBuf, port: u16) -> Result<PathBuf> {
+    let Some(text) = path.to_str() else {
+        bail!("{var}: is not valid UTF-8");
+    };
+    if !path.is_absolute() {
+        bail!("{var}: must be an absolute path");
+    }
+    if !crate::render::conf_safe(text) {
+        bail!(
+            "{var}: contains a quote, backslash or control character, which pgpool.conf cannot hold"
+        );
+    }
+    let port_digits = port.to_string().len().max(4);
+    let dir = text.trim_end_matches('/').len() + "/start-pgpool--XXXXXX".len() + port_digits;
+    let socket = dir + "/.s.PGSQL.".len() + port_digits;
+    if socket > SUN_PATH_MAX {
+        bail!(
+            "{var}: path is too long for pgpool's Unix sockets; use one of at most {} bytes",
+            text.len() - (socket - SUN_PATH_MAX)
+        );
+    }
+    Ok(path)
 }
 
 /// Seconds, fractions allowed (`2.5`), from 0.1 s to one hour.
@@ -371,6 +406,43 @@ mod tests {
         }
         let s = Settings::from_env(&env(&[("PGPOOL_READY_TIMEOUT", "2.5")])).unwrap();
         assert_eq!(s.ready_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn runtime_parent_must_fit_pgpool_conf_and_sockets() {
+        let ok = |v: &str| Settings::from_env(&env(&[("PGPOOL_RUNTIME_DIR", v)])).unwrap();
+        assert_eq!(
+            ok("/var/tmp/a b#%@").runtime_parent,
+            PathBuf::from("/var/tmp/a b#%@")
+        );
+        ok(&format!("/{}", "x".repeat(67)));
+        for (bad, why) in [
+            ("relative/dir", "absolute"),
+            ("/tmp/x' port = 1 #", "quote"),
+            ("/tmp/a\\b", "backslash"),
+            ("/tmp/a\nb", "control"),
+            ("", "empty"),
+        ] {
+            let e = err(&[("PGPOOL_RUNTIME_DIR", bad)]);
+            assert!(
+                e.starts_with("PGPOOL_RUNTIME_DIR: ") && e.contains(why),
+                "{bad:?}: {e}"
+            );
+        }
+        let e = err(&[("PGPOOL_RUNTIME_DIR", &format!("/{}", "x".repeat(68)))]);
+        assert!(
+            e.contains("too long") && e.contains("at most 68 bytes"),
+            "{e}"
+        );
+        let e = err(&[("TMPDIR", "tmp")]);
+        assert!(e.starts_with("TMPDIR: must be an absolute path"), "{e}");
+        let s =
+            Settings::from_env(&env(&[("PGPOOL_RUNTIME_DIR", "/ok"), ("TMPDIR", "tmp")])).unwrap();
+        assert_eq!(
+            s.runtime_parent,
+            PathBuf::from("/ok"),
+            "TMPDIR unused is not checked"
+        );
     }
 
     #[test]

@@ -258,6 +258,6 @@ fn a_bad_url_is_one_line_naming_the_variable() {
     assert_eq!(stdout(&out), "");
     assert_eq!(
         stderr(&out),
-        "start-pgpool: error: FOLLOWER2_URL: is not a valid postgres URL (invalid port number)\n"
+        "start-pgpool: error: FOLLOWER2_URL: port must be a number from 1024 to 65535\n"
     );
 }
