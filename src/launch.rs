@@ -24,6 +24,9 @@ pub fn run(cli: Cli) -> Result<Code> {
         return Ok(Code(0));
     }
     if !settings::enabled(&env)? {
+        if cli.command.is_empty() {
+            bail!("PGPOOL_ENABLED: is off, so there is no pgpool.conf to print");
+        }
         return Ok(exec_untouched(&cli.command));
     }
     let settings = Settings::from_env(&env)?;
@@ -36,6 +39,11 @@ pub fn run(cli: Cli) -> Result<Code> {
                 .with_context(|| format!("PGPOOL_CONF_TEMPLATE: cannot read {}", p.display()))?,
         ),
     };
+    // Before anything runs (even `pgpool --version`): a busy port is the user's to fix, and
+    // pgpool would only fail to bind after we had waited for it.
+    if !cli.print_config {
+        check_port_free(settings.port)?;
+    }
     let bin = family::locate(settings.bin.as_deref(), env.get("HOME")?, env.get("PATH")?)?;
     let version = family::version(&bin)?;
     if cli.print_config {
@@ -52,7 +60,6 @@ pub fn run(cli: Cli) -> Result<Code> {
         print!("{}", r.pgpool_conf);
         return Ok(Code(0));
     }
-    check_port_free(settings.port)?;
     let dir = RuntimeDir::create(&settings.runtime_parent, settings.port)?;
     let rendered = render::render(
         &backends,
@@ -104,7 +111,7 @@ async fn serve(
 ) -> Result<Code> {
     let mut signals = Signals::install()?;
     let started = Instant::now();
-    let mut pgpool = Pgpool::spawn(bin, dir, &backends[0].password)?;
+    let mut pgpool = Pgpool::spawn(bin, dir, &backends[0].password, settings.stop_timeout)?;
     let deadline = tokio::time::Instant::now() + settings.ready_timeout;
     let pgpool_pid = pgpool.pid();
     let readiness = tokio::select! {

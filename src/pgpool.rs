@@ -2,6 +2,7 @@
 //! own process group. Stopping is always by group (NOTES gotcha 7: SIGKILL of the main pid
 //! leaves ~36 children serving), and its output becomes our log lines.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -23,10 +24,19 @@ pub struct Pgpool {
     pgid: Pid,
     status: Option<ExitStatus>,
     last_error: Arc<Mutex<Option<String>>>,
+    /// Stops the group and removes the runtime directory if the launcher is SIGKILLed.
+    _guard: Option<Guard>,
 }
 
 impl Pgpool {
-    pub fn spawn(bin: &Path, dir: &RuntimeDir, password: &Secret) -> Result<Pgpool> {
+    /// Starts pgpool in the foreground (`-n`), in a process group of its own. `stop_timeout` is
+    /// also what the guard gives it if the launcher is SIGKILLed.
+    pub fn spawn(
+        bin: &Path,
+        dir: &RuntimeDir,
+        password: &Secret,
+        stop_timeout: Duration,
+    ) -> Result<Pgpool> {
         let mut cmd = Command::new(bin);
         cmd.arg("-n")
             .arg("-D")
@@ -42,6 +52,20 @@ impl Pgpool {
             // Its own group: a Ctrl-C meant for the app must not reach it, and stopping it can
             // reach every child it forks.
             .process_group(0);
+        // pgpool needs none of the URLs: keep the password out of the environment of its ~40
+        // processes (/proc/PID/environ), raw or percent-encoded however the provider spelt it.
+        let pw = password.expose();
+        for (k, v) in std::env::vars_os() {
+            let v = v.to_string_lossy();
+            if !pw.is_empty()
+                && (v.contains(pw)
+                    || percent_encoding::percent_decode_str(&v)
+                        .decode_utf8_lossy()
+                        .contains(pw))
+            {
+                cmd.env_remove(k);
+            }
+        }
         let parent = nix::unistd::getpid();
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
@@ -49,7 +73,9 @@ impl Pgpool {
                 // pgpool writes pgpool_status with its inherited umask (NOTES pitfalls).
                 nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
                 // If the launcher is SIGKILLed, pgpool gets SIGINT: a fast shutdown in which
-                // pgpool itself stops all of its children.
+                // pgpool itself stops all of its children. (Measured: after `kill -9` of the
+                // launcher the whole group was gone within a second; the guard covers the
+                // cases where pgpool ignores SIGINT, e.g. during a smart shutdown.)
                 nix::sys::prctl::set_pdeathsig(Signal::SIGINT)?;
                 if nix::unistd::getppid() != parent {
                     return Err(std::io::Error::other("launcher died during spawn"));
@@ -61,6 +87,7 @@ impl Pgpool {
             .spawn()
             .with_context(|| format!("PGPOOL_BIN: cannot start {}", bin.display()))?;
         let pid = child.id().context("pgpool exited at once")?;
+        let guard = Guard::start(Pid::from_raw(pid as i32), dir.path(), stop_timeout);
         let last_error = Arc::new(Mutex::new(None));
         let scrub = Scrubber::new(password);
         for stream in [
@@ -97,6 +124,7 @@ impl Pgpool {
             pgid: Pid::from_raw(pid as i32),
             status: None,
             last_error,
+            _guard: guard,
         })
     }
 
@@ -149,7 +177,7 @@ impl Pgpool {
         for round in 0..2 {
             for _ in 0..200 {
                 crate::supervise::reap_strays(&[]);
-                if killpg(self.pgid, None) == Err(Errno::ESRCH) {
+                if !group_has_live_members(self.pgid) {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -168,6 +196,152 @@ impl Pgpool {
             Err(e) => tracing::warn!(signal = %sig, error = %e, "pgpool-signal-failed"),
         }
     }
+}
+
+/// A small process forked from the launcher that outlives it: when the launcher dies without
+/// saying goodbye (SIGKILL, OOM killer), the guard's end of a pipe reaches EOF, and the guard
+/// stops pgpool's whole group (SIGINT, SIGKILL after the stop timeout) and removes the runtime
+/// directory, which holds pool_passwd. A parent-death signal alone cannot do the second, and
+/// pgpool ignores SIGINT once a smart shutdown (SIGTERM from the platform) is under way.
+/// On a normal exit the launcher writes one byte: the guard leaves without touching anything.
+struct Guard {
+    pid: Pid,
+    tell: Option<OwnedFd>,
+}
+
+impl Guard {
+    fn start(pgid: Pid, dir: &Path, grace: Duration) -> Option<Guard> {
+        // fork without exec is only sound in a process with a single thread (no lock can be
+        // held by a thread that does not exist in the child). The launcher's runtime is
+        // current-thread and nothing has spawned a blocking thread yet; check rather than trust.
+        let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count());
+        if !matches!(threads, Ok(1)) {
+            tracing::warn!("pgpool-guard-skipped");
+            return None;
+        }
+        // CLOEXEC: the app and pgpool must not hold the write end, or EOF would never come.
+        let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "pgpool-guard-skipped");
+                return None;
+            }
+        };
+        let dir = dir.to_path_buf();
+        // SAFETY: single-threaded (checked above); the child never returns into the runtime.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                drop(wr);
+                guard_main(rd, pgid, &dir, grace)
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => Some(Guard {
+                pid: child,
+                tell: Some(wr),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "pgpool-guard-skipped");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(w) = self.tell.take() {
+            let _ = nix::unistd::write(&w, b"x");
+        }
+        // It exits as soon as it reads the byte; bounded in case it was stopped or killed.
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        for _ in 0..400 {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
+                // Exited, or already reaped by `reap_strays` as PID 1.
+                _ => return,
+            }
+        }
+        tracing::warn!(pid = self.pid.as_raw(), "pgpool-guard-still-running");
+    }
+}
+
+fn guard_main(rd: OwnedFd, pgid: Pid, dir: &Path, grace: Duration) -> ! {
+    use nix::sys::signal::{SigHandler, signal};
+    // The platform's SIGTERM, a terminal's SIGINT/SIGHUP: all meant for the launcher and app.
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN runs no code.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+    // SAFETY: SIG_DFL runs no code; the launcher's SIGCHLD handler belongs to its runtime.
+    let _ = unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) };
+    // Out of the launcher's group, so `kill -9 -PGID` of the launcher's job leaves it standing.
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    // Hold nothing of the launcher's: not its stdout (a reader waiting for EOF would wait for
+    // us), not pgpool's log pipes, not the runtime's sockets.
+    let keep = rd.as_raw_fd();
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|&fd| fd != keep) {
+        // SAFETY: this process is about to own no fds but `rd`; nothing else uses these.
+        let _ = nix::unistd::close(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    }
+    let mut b = [0u8; 1];
+    let n = loop {
+        match nix::unistd::read(&rd, &mut b) {
+            Err(Errno::EINTR) => continue,
+            r => break r,
+        }
+    };
+    if n == Ok(0) {
+        let gone = || !group_has_live_members(pgid);
+        let wait_gone = |limit: Duration| {
+            let until = std::time::Instant::now() + limit;
+            while !gone() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let _ = killpg(pgid, Signal::SIGINT);
+        wait_gone(grace);
+        if !gone() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            wait_gone(Duration::from_secs(5));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    std::process::exit(0)
+}
+
+/// True while a process of group `pgid` is alive. Zombies do not count: pgpool's main process,
+/// orphaned by a dead launcher, stays a zombie until init gets round to reaping it (seconds,
+/// on some hosts), and `kill(-pgid, 0)` would still count it.
+fn group_has_live_members(pgid: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return killpg(pgid, None) != Err(Errno::ESRCH);
+    };
+    entries.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // After the command name (in parentheses, may hold spaces): state ppid pgrp ...
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return false;
+        };
+        let f: Vec<&str> = rest.split_whitespace().take(3).collect();
+        f.len() == 3 && f[0] != "Z" && f[2].parse::<i32>().ok() == Some(pgid.as_raw())
+    })
 }
 
 /// pgpool's severity words, mapped to ours. ERROR lines are mostly one client's failure (a

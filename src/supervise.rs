@@ -2,7 +2,10 @@
 //! happens to every signal and every exit:
 //! - a signal is forwarded to the app (the app decides when to stop; pgpool keeps serving it);
 //! - the app exits: pgpool is stopped after it, and its status becomes ours;
-//! - pgpool dies: the app is stopped (SIGTERM, SIGKILL after a grace period), we fail.
+//! - pgpool dies: the app is stopped (SIGTERM, SIGKILL after a grace period), we fail;
+//! - unless we were told to stop and pgpool exited cleanly: on Heroku the platform sends
+//!   SIGTERM to pgpool too, and its smart shutdown ends as soon as the draining app has closed
+//!   its sessions, often before the app itself exits. Then the app's exit code still counts.
 
 use std::ffi::OsString;
 use std::os::fd::BorrowedFd;
@@ -110,9 +113,16 @@ impl App {
             // us), and pgpool never sees a Ctrl-C meant for it.
             .process_group(0);
         let took_terminal = owns_terminal();
+        let parent = nix::unistd::getpid();
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                // A SIGKILLed launcher takes pgpool with it; the app, left without its
+                // database, is asked to stop the way the launcher would have asked.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::other("launcher died during spawn"));
+                }
                 if took_terminal {
                     // The app's group becomes the terminal's foreground, so Ctrl-C goes to it
                     // (and only to it). SIGTTOU is ignored here (inherited), which lets a
@@ -163,10 +173,21 @@ impl App {
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(&mut self, grace: Duration) -> ExitStatus {
         self.forward(Signal::SIGTERM);
+        self.wait_or_kill(grace).await
+    }
+
+    /// Waits up to `grace` for an app that was already told to stop, then SIGKILLs its whole
+    /// process group (the one we made for it), so no worker of it is left behind.
+    pub async fn wait_or_kill(&mut self, grace: Duration) -> ExitStatus {
         match tokio::time::timeout(grace, self.wait()).await {
             Ok(s) => s,
             Err(_) => {
                 tracing::warn!(grace_s = grace.as_secs_f64(), "app-stop-timeout");
+                match nix::sys::signal::killpg(self.pid, Signal::SIGKILL) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => tracing::warn!(error = %e, "app-kill-failed"),
+                }
+                // In case the app left its group (setsid): the leader itself.
                 self.forward(Signal::SIGKILL);
                 self.wait().await
             }
@@ -190,8 +211,22 @@ pub async fn run(
     stop_timeout: Duration,
     app_stop_timeout: Duration,
 ) -> Result<Code> {
+    // Set once a signal that asks the app to stop has been forwarded.
+    let mut stopping = false;
     loop {
         tokio::select! {
+            // Signals first: a SIGTERM that arrived with pgpool's exit must be counted before
+            // that exit is judged.
+            biased;
+            sig = signals.recv() => {
+                if sig == Signal::SIGCHLD {
+                    reap_strays(&[app.pid(), pgpool.pid()]);
+                } else {
+                    tracing::debug!(signal = %sig, "forward");
+                    stopping |= is_terminating(sig);
+                    app.forward(sig);
+                }
+            }
             status = app.wait() => {
                 tracing::info!(status = %status, "app-exited");
                 pgpool.stop(stop_timeout).await;
@@ -199,19 +234,20 @@ pub async fn run(
                 return Ok(Code::from_status(status));
             }
             status = pgpool.wait() => {
+                if stopping && status.success() {
+                    // Someone else (the platform) asked pgpool to stop as well; the app is
+                    // already draining, so it gets its grace period and no second signal.
+                    tracing::info!(status = %status, "pgpool-exited-while-stopping");
+                    let app_status = app.wait_or_kill(app_stop_timeout).await;
+                    tracing::info!(status = %app_status, "app-exited");
+                    pgpool.stop(stop_timeout).await;
+                    return Ok(Code::from_status(app_status));
+                }
                 let why = pgpool.last_error().map(|l| format!(": {l}")).unwrap_or_default();
-                tracing::error!(status = %status, "pgpool-died");
                 app.stop(app_stop_timeout).await;
                 pgpool.stop(stop_timeout).await;
+                // The one line that says what happened (printed by main).
                 return Err(anyhow!("pgpool exited unexpectedly ({status}){why}; the app was stopped"));
-            }
-            sig = signals.recv() => {
-                if sig == Signal::SIGCHLD {
-                    reap_strays(&[app.pid(), pgpool.pid()]);
-                } else {
-                    tracing::debug!(signal = %sig, "forward");
-                    app.forward(sig);
-                }
             }
         }
     }

@@ -1,0 +1,875 @@
+//! Lifecycle end to end (issue 4): signals, shutdown order, exit codes and interactive use,
+//! with the real binary, the real pgpool and the shared TLS/SCRAM cluster. One test per
+//! scenario; every test ends by checking that no process of the run is left, the runtime
+//! directory is gone and the port is free. Times from signal to launcher exit are printed
+//! (`cargo test --test lifecycle -- --nocapture`), never asserted beyond hang-catching bounds.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use common::cluster;
+use common::launcher::*;
+
+/// Bound on anything that should take a second or two: catches hangs, not slowness.
+const HANG: Duration = Duration::from_secs(25);
+
+/// One process seen during a run. The start time tells a reused pid from the original.
+#[derive(Clone, Debug)]
+struct Proc {
+    pid: u32,
+    start: u64,
+    cmd: String,
+}
+
+/// `state ppid pgrp session tty_nr tpgid ... starttime` of a process, from /proc/PID/stat.
+struct Stat {
+    state: String,
+    ppid: u32,
+    pgrp: i32,
+    tpgid: i32,
+    start: u64,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        state: f.first()?.to_string(),
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        tpgid: f.get(5)?.parse().ok()?,
+        // Field 22 of stat; `rest` starts at field 3.
+        start: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Alive = same process (same start time) and not a zombie.
+fn alive(p: &Proc) -> bool {
+    stat(p.pid).is_some_and(|s| s.start == p.start && s.state != "Z")
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    descendants(pid)
+        .into_iter()
+        .filter(|&c| stat(c).is_some_and(|s| s.ppid == pid))
+        .collect()
+}
+
+/// SIGKILLs every process under `root` when dropped while armed: a failing test leaves
+/// nothing running (the runtime directory goes with the launcher's temp parent).
+struct KillTreeOnDrop {
+    root: u32,
+    armed: bool,
+}
+
+impl Drop for KillTreeOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            for p in descendants(self.root) {
+                let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The launcher under test, its output collected line by line, every process of its tree
+/// recorded while it runs.
+struct Run {
+    cleanup: KillTreeOnDrop,
+    child: Child,
+    /// The launcher's pid (under `unshare`, the launcher's, not unshare's).
+    launcher: u32,
+    lines: Receiver<String>,
+    out: Vec<String>,
+    err: Arc<Mutex<String>>,
+    seen: BTreeMap<u32, Proc>,
+}
+
+struct Done {
+    status: ExitStatus,
+    out: Vec<String>,
+    err: String,
+    seen: Vec<Proc>,
+}
+
+impl Done {
+    fn show(&self) -> String {
+        format!(
+            "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            self.out.join("\n"),
+            self.err
+        )
+    }
+
+    fn has(&self, line: &str) -> bool {
+        self.out.iter().any(|l| l == line)
+    }
+
+    /// `start-pgpool: error:` lines and l2met lines at level=error.
+    fn error_lines(&self) -> Vec<&str> {
+        self.err
+            .lines()
+            .filter(|l| l.starts_with("start-pgpool: error:") || l.contains(" level=error"))
+            .collect()
+    }
+}
+
+impl Run {
+    fn spawn(mut cmd: Command) -> Run {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the launcher");
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = Arc::new(Mutex::new(String::new()));
+        let (e, mut stderr) = (err.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                e.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let launcher = child.id();
+        Run {
+            cleanup: KillTreeOnDrop {
+                root: launcher,
+                armed: true,
+            },
+            child,
+            launcher,
+            lines,
+            out: Vec::new(),
+            err,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    fn show(&self) -> String {
+        format!(
+            "--- stdout so far\n{}\n--- stderr so far\n{}",
+            self.out.join("\n"),
+            self.err.lock().unwrap()
+        )
+    }
+
+    /// Records every process now in the tree (the launcher's parent's tree, so `unshare`
+    /// and the launcher under it are both covered).
+    fn watch(&mut self) {
+        for pid in descendants(self.child.id()) {
+            if let Some(s) = stat(pid) {
+                self.seen.entry(pid).or_insert_with(|| Proc {
+                    pid,
+                    start: s.start,
+                    cmd: cmdline(pid),
+                });
+            }
+        }
+    }
+
+    /// Waits for a stdout line equal to `want`.
+    #[track_caller]
+    fn expect(&mut self, want: &str) {
+        let until = Instant::now() + HANG;
+        while Instant::now() < until {
+            self.watch();
+            match self.lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(l) => {
+                    let hit = l == want;
+                    self.out.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no line {want:?}\n{}", self.show());
+    }
+
+    /// Pid of the launcher's child whose argv mentions `needle`.
+    fn child_mentioning(&self, needle: &str) -> u32 {
+        children_of(self.launcher)
+            .into_iter()
+            .find(|&p| cmdline(p).contains(needle))
+            .unwrap_or_else(|| panic!("no child of the launcher runs {needle:?}\n{}", self.show()))
+    }
+
+    fn pgpool_pid(&self) -> u32 {
+        self.child_mentioning("pgpool -n")
+    }
+
+    /// Every process of the tree, the launcher included.
+    fn tree(&self) -> Vec<u32> {
+        descendants(self.launcher)
+    }
+
+    /// Waits (bounded) for the launcher to exit, recording the tree meanwhile.
+    fn finish(mut self) -> Done {
+        let until = Instant::now() + HANG;
+        let status = loop {
+            self.watch();
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > until {
+                panic!("the launcher did not exit within {HANG:?}\n{}", self.show());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The app's processes may keep stdout open a moment longer; bounded.
+        let drain_until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < drain_until {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => self.out.push(l),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        let err = self.err.lock().unwrap().clone();
+        // What is left now is for `assert_clean` to report, not to hide.
+        self.cleanup.armed = false;
+        Done {
+            status,
+            out: self.out,
+            err,
+            seen: self.seen.into_values().collect(),
+        }
+    }
+}
+
+/// After every scenario: nothing of the run left, runtime directory gone, port free.
+#[track_caller]
+fn assert_clean(l: &Launcher, d: &Done) {
+    let until = Instant::now() + Duration::from_secs(10);
+    let left = loop {
+        let left: Vec<&Proc> = d.seen.iter().filter(|p| alive(p)).collect();
+        if left.is_empty() || Instant::now() > until {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(left.is_empty(), "processes left: {left:?}\n{}", d.show());
+    assert!(
+        d.seen.iter().any(|p| p.cmd.contains("pgpool -n")),
+        "pgpool was seen running: {:?}",
+        d.seen
+    );
+    assert!(l.runtime_dir_is_gone(), "runtime dir left\n{}", d.show());
+    assert!(l.port_is_free(), "port {} still open\n{}", l.port, d.show());
+}
+
+fn bash(l: &Launcher, script: &str) -> Command {
+    l.command(&["bash", "-c", script])
+}
+
+/// The app's side of one held DB session: `q SQL` runs SQL in it and echoes `app: RESULT`.
+/// `IGNORE_TERM` makes the session's psql ignore SIGTERM: a platform that signals every process
+/// would otherwise kill the client that a real app keeps inside its own process.
+const SESSION: &str = r#"
+coproc P { IGNORE_TERM exec psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 2>&1; }
+in=${P[1]} out=${P[0]} sess=$P_PID
+q() { echo "$1" >&$in; read -r -t 10 -u $out l || l='(no answer)'; echo "app: $l"; }
+close_session() { exec {in}>&-; wait $sess; echo "app: session closed"; }
+n=0; trap 'n=$((n+1)); echo "app: got TERM $n"' TERM
+until_term() { while [ $n = 0 ]; do sleep 0.05; done; }
+"#;
+
+fn session_app(ignore_term: bool, body: &str) -> String {
+    let ignore = if ignore_term { "trap '' TERM;" } else { "" };
+    format!("{}\n{body}", SESSION.replace("IGNORE_TERM", ignore))
+}
+
+// 1 ------------------------------------------------------------------------------------------
+
+/// Heroku: SIGTERM to every process of the dyno at once (twice), SIGKILL 30 s later.
+#[test]
+fn heroku_sigterm_to_every_process_lets_the_app_finish_its_work() {
+    let c = cluster::shared();
+    let l = Launcher::new(c);
+    let app = session_app(
+        true,
+        r#"q "select 'ready';"
+           until_term
+           q "insert into items values (2000000 + $$, 'heroku') returning 'wrote ' || v;"
+           sleep 0.5
+           q "select 'still ' || 'serving';"
+           close_session
+           sleep 0.5
+           echo "app: exiting"
+           exit 42"#,
+    );
+    let mut r = Run::spawn(bash(&l, &app));
+    r.expect("app: ready");
+    r.watch();
+    let every = r.tree();
+    let started = Instant::now();
+    for p in &every {
+        let _ = kill(Pid::from_raw(*p as i32), Signal::SIGTERM);
+    }
+    r.expect("app: wrote heroku");
+    // Heroku may send it again.
+    for p in &every {
+        let _ = kill(Pid::from_raw(*p as i32), Signal::SIGTERM);
+    }
+    let d = r.finish();
+    let took = started.elapsed();
+    eprintln!("scenario 1 (heroku): SIGTERM to launcher exit {took:?}");
+    assert_eq!(d.status.code(), Some(42), "{}", d.show());
+    for line in ["app: still serving", "app: session closed", "app: exiting"] {
+        assert!(d.has(line), "{line:?}\n{}", d.show());
+    }
+    assert!(d.error_lines().is_empty(), "{}", d.show());
+    assert_eq!(
+        c.psql(
+            0,
+            "select v from items where id >= 2000000 and v = 'heroku'"
+        ),
+        "heroku"
+    );
+    assert!(took < Duration::from_secs(30), "inside Heroku's 30 s");
+    assert_clean(&l, &d);
+}
+
+// 2 ------------------------------------------------------------------------------------------
+
+/// Docker: SIGTERM to PID 1 only, the launcher being PID 1 of its own pid namespace.
+#[test]
+fn pid1_sigterm_reaches_the_app_which_drains_through_pgpool_and_orphans_are_reaped() {
+    let c = cluster::shared();
+    let l = Launcher::new(c);
+    let app = session_app(
+        false,
+        r#"q "select 'ready';"
+           echo "app: launcher pid $PPID"
+           orphan=$(sh -c 'sleep 0.3 >/dev/null 2>&1 & echo $!')
+           echo "app: orphan's parent $(cut -d' ' -f4 /proc/$orphan/stat)"
+           until_term
+           q "insert into items values (3000000 + $$, 'pid1') returning 'wrote ' || v;"
+           echo "app: $(psql "$DATABASE_URL" -XAtc "select 'new ' || 'connection'")"
+           if [ -e /proc/$orphan ]; then
+             echo "app: orphan left in state $(cut -d' ' -f3 /proc/$orphan/stat)"
+           else
+             echo "app: orphan reaped"
+           fi
+           close_session
+           exit 42"#,
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc", BIN])
+        .args(["bash", "-c", &app])
+        .env_clear()
+        .envs(&l.env)
+        .stdin(Stdio::null());
+    let mut r = Run::spawn(cmd);
+    r.expect("app: ready");
+    r.expect("app: launcher pid 1");
+    r.expect("app: orphan's parent 1");
+    let unshare = r.launcher;
+    r.launcher = children_of(unshare)
+        .into_iter()
+        .find(|&p| cmdline(p).starts_with(BIN))
+        .expect("the launcher under unshare");
+    // The orphan has exited by now; it must not stay a zombie of PID 1.
+    std::thread::sleep(Duration::from_millis(800));
+    let zombies: Vec<u32> = children_of(r.launcher)
+        .into_iter()
+        .filter(|&p| stat(p).is_some_and(|s| s.state == "Z"))
+        .collect();
+    assert!(zombies.is_empty(), "zombies under PID 1: {zombies:?}");
+    r.watch();
+    let pgpool = r.pgpool_pid();
+    let started = Instant::now();
+    kill(Pid::from_raw(r.launcher as i32), Signal::SIGTERM).unwrap();
+    r.expect("app: got TERM 1");
+    let d = r.finish();
+    let took = started.elapsed();
+    eprintln!("scenario 2 (PID 1): SIGTERM to launcher exit {took:?}");
+    assert_eq!(d.status.code(), Some(42), "{}", d.show());
+    for line in [
+        "app: wrote pid1",
+        "app: new connection",
+        "app: orphan reaped",
+        "app: session closed",
+    ] {
+        assert!(d.has(line), "{line:?}\n{}", d.show());
+    }
+    assert!(d.error_lines().is_empty(), "{}", d.show());
+    assert!(
+        d.seen.iter().any(|p| p.pid == pgpool),
+        "pgpool ran inside the namespace"
+    );
+    assert_clean(&l, &d);
+}
+
+// 3 ------------------------------------------------------------------------------------------
+
+/// Output of a pseudo-terminal's master side, collected by a thread.
+struct Pty {
+    master: std::fs::File,
+    text: Arc<Mutex<String>>,
+}
+
+impl Pty {
+    #[track_caller]
+    fn expect(&self, needle: &str) {
+        let until = Instant::now() + HANG;
+        while Instant::now() < until {
+            if self.text.lock().unwrap().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no {needle:?} on the terminal:\n{}",
+            self.text.lock().unwrap()
+        );
+    }
+
+    fn type_in(&mut self, s: &str) {
+        self.master.write_all(s.as_bytes()).unwrap();
+    }
+}
+
+/// The launcher as the session leader of a fresh pseudo-terminal, like `heroku run` gives it.
+fn on_terminal(l: &Launcher, args: &[&str]) -> (Child, Pty) {
+    let ws = nix::pty::Winsize {
+        ws_row: 24,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(&ws, None).expect("openpty");
+    let mut cmd = l.command(args);
+    cmd.env("TERM", "dumb")
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn the launcher on a pty");
+    drop(pty.slave);
+    let master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let text = Arc::new(Mutex::new(String::new()));
+    let t = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // EIO once every holder of the slave side is gone.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            t.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (child, Pty { master, text })
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_reaches_the_console_only_and_the_console_survives_it() {
+    let c = cluster::shared();
+    let l = Launcher::new(c);
+    let (mut child, mut pty) = on_terminal(
+        &l,
+        &[
+            "sh",
+            "-c",
+            r#"exec psql -X -P pager=off -v PROMPT1='console> ' "$DATABASE_URL""#,
+        ],
+    );
+    let launcher = child.id();
+    let mut cleanup = KillTreeOnDrop {
+        root: launcher,
+        armed: true,
+    };
+    let mut seen: BTreeMap<u32, Proc> = BTreeMap::new();
+    let watch = |seen: &mut BTreeMap<u32, Proc>| {
+        for pid in descendants(launcher) {
+            if let Some(s) = stat(pid) {
+                seen.entry(pid).or_insert_with(|| Proc {
+                    pid,
+                    start: s.start,
+                    cmd: cmdline(pid),
+                });
+            }
+        }
+    };
+    pty.expect("console> ");
+    watch(&mut seen);
+    let psql = descendants(launcher)
+        .into_iter()
+        .find(|&p| cmdline(p).starts_with("psql") || cmdline(p).contains("/psql"))
+        .expect("psql runs");
+    let pgpool = descendants(launcher)
+        .into_iter()
+        .find(|&p| cmdline(p).contains("pgpool -n"))
+        .expect("pgpool runs");
+    let (ps, pg, ls) = (
+        stat(psql).unwrap(),
+        stat(pgpool).unwrap(),
+        stat(launcher).unwrap(),
+    );
+    assert_eq!(ps.tpgid, ps.pgrp, "the console's group owns the terminal");
+    assert!(
+        ps.pgrp != pg.pgrp && pg.pgrp != ls.pgrp && ps.pgrp != ls.pgrp,
+        "console, pgpool and launcher in three groups"
+    );
+    let pgpool_proc = seen[&pgpool].clone();
+
+    pty.type_in("select pg_sleep(60);\n");
+    // Ctrl-C once the query is really running (it is load-balanced to any node).
+    let running = "select count(*) from pg_stat_activity where query = 'select pg_sleep(60);'";
+    let until = Instant::now() + HANG;
+    while (0..3).all(|n| c.psql(n, running) == "0") {
+        assert!(Instant::now() < until, "pg_sleep never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pty.type_in("\x03");
+    pty.expect("canceling statement due to user request");
+    pty.type_in("select 'still' || 'here' as after_ctrl_c;\n");
+    pty.expect("stillhere");
+    assert!(alive(&pgpool_proc), "pgpool got no SIGINT");
+    watch(&mut seen);
+    pty.type_in("\\q\n");
+    let until = Instant::now() + HANG;
+    let status = loop {
+        watch(&mut seen);
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "launcher did not exit after \\q");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    cleanup.armed = false;
+    let text = pty.text.lock().unwrap().clone();
+    let d = Done {
+        status,
+        out: text.lines().map(String::from).collect(),
+        err: String::new(),
+        seen: seen.into_values().collect(),
+    };
+    assert_eq!(status.code(), Some(0), "{}", d.show());
+    assert!(
+        !text.contains("level=error") && !text.contains("fast shutdown"),
+        "{text}"
+    );
+    assert_clean(&l, &d);
+}
+
+// 4 ------------------------------------------------------------------------------------------
+
+#[test]
+fn hup_int_quit_usr1_usr2_winch_reach_the_app_once_each() {
+    let c = cluster::shared();
+    let l = Launcher::new(c);
+    let names = ["HUP", "INT", "QUIT", "USR1", "USR2", "WINCH"];
+    let mut r = Run::spawn(bash(
+        &l,
+        r#"for s in HUP INT QUIT USR1 USR2 WINCH; do trap "echo got $s" $s; done
+           trap 'echo got TERM; exit 3' TERM
+           echo ready
+           while :; do sleep 0.05; done"#,
+    ));
+    r.expect("ready");
+    let pid = Pid::from_raw(r.launcher as i32);
+    for name in names {
+        let sig: Signal = format!("SIG{name}").parse().unwrap();
+        kill(pid, sig).unwrap();
+        r.expect(&format!("got {name}"));
+    }
+    kill(pid, Signal::SIGTERM).unwrap();
+    let d = r.finish();
+    assert_eq!(d.status.code(), Some(3), "{}", d.show());
+    let t = tally(&d.out.join("\n"));
+    for name in names.iter().chain(["TERM"].iter()) {
+        assert_eq!(
+            t.get(&format!("got {name}")),
+            Some(&1),
+            "SIG{name} once: {t:?}"
+        );
+    }
+    assert_clean(&l, &d);
+}
+
+// 5 ------------------------------------------------------------------------------------------
+
+#[test]
+fn exit_code_n_is_ours_and_death_by_signal_s_is_128_plus_s() {
+    let c = cluster::shared();
+    let l = Launcher::new(c);
+    let cases: &[(&str, i32)] = &[
+        ("exit 0", 0),
+        ("exit 1", 1),
+        ("exit 42", 42),
+        ("exit 255", 255),
+        ("kill -KILL $$", 128 + 9),
+        ("kill -TERM $$", 128 + 15),
+        ("kill -INT $$", 128 + 2),
+        ("kill -USR1 $$", 128 + 10),
+    ];
+    for (script, want) in cases {
+        let d = Run::spawn(l.command(&["sh", "-c", script])).finish();
+        assert_eq!(d.status.code(), Some(*want), "{script}: {}", d.show());
+        assert!(d.error_lines().is_empty(), "{script}: {}", d.show());
+        assert_clean(&l, &d);
+    }
+}
+
+// 6 ------------------------------------------------------------------------------------------
+
+/// SIGKILL to pgpool's whole group, as an OOM kill or a crash would leave it.
+fn kill_pgpool(r: &Run) -> Instant {
+    let pgpool = r.pgpool_pid();
+    let at = Instant::now();
+    killpg(Pid::from_raw(pgpool as i32), Signal::SIGKILL).unwrap();
+    at
+}
+
+#[track_caller]
+fn assert_one_line_saying_pgpool_died(d: &Done) {
+    let errors = d.error_lines();
+    assert_eq!(errors.len(), 1, "one error line: {}", d.show());
+    assert!(
+        errors[0].starts_with("start-pgpool: error: pgpool exited unexpectedly"),
+        "{}",
+        d.show()
+    );
+}
+
+#[test]
+fn pgpool_dying_stops_the_app_and_fails_with_one_line() {
+    let c = cluster::shared();
+    let l = Launcher::new(c);
+    let mut r = Run::spawn(bash(
+        &l,
+        r#"trap 'echo app got TERM; exit 0' TERM
+           echo ready
+           while :; do sleep 0.05; done"#,
+    ));
+    r.expect("ready");
+    r.watch();
+    let started = kill_pgpool(&r);
+    let d = r.finish();
+    eprintln!(
+        "scenario 6 (pgpool killed, app exits on SIGTERM): to launcher exit {:?}",
+        started.elapsed()
+    );
+    assert_eq!(d.status.code(), Some(1), "{}", d.show());
+    assert!(d.has("app got TERM"), "{}", d.show());
+    assert_one_line_saying_pgpool_died(&d);
+    assert_clean(&l, &d);
+}
+
+#[test]
+fn pgpool_dying_kills_an_app_that_ignores_sigterm_after_the_grace_period() {
+    let c = cluster::shared();
+    let mut l = Launcher::new(c);
+    l.set("PGPOOL_APP_STOP_TIMEOUT", "1.5");
+    let mut r = Run::spawn(bash(
+        &l,
+        r#"trap 'echo app got TERM' TERM
+           sleep 1000 &
+           echo ready
+           while :; do sleep 0.05; done"#,
+    ));
+    r.expect("ready");
+    r.watch();
+    let started = kill_pgpool(&r);
+    let d = r.finish();
+    eprintln!(
+        "scenario 6 (pgpool killed, app ignores SIGTERM, grace 1.5 s): to launcher exit {:?}",
+        started.elapsed()
+    );
+    assert_eq!(d.status.code(), Some(1), "{}", d.show());
+    assert!(d.has("app got TERM"), "{}", d.show());
+    assert!(d.err.contains("at=app-stop-timeout"), "{}", d.show());
+    assert!(
+        d.seen.iter().any(|p| p.cmd == "sleep 1000 "),
+        "the app's worker was seen: {:?}",
+        d.seen
+    );
+    assert_one_line_saying_pgpool_died(&d);
+    // Includes the app's background `sleep 1000`: the SIGKILL went to its whole group.
+    assert_clean(&l, &d);
+}
+
+// 7 ------------------------------------------------------------------------------------------
+
+#[test]
+fn a_sigkilled_launcher_leaves_no_pgpool_no_app_and_no_runtime_dir() {
+    let c = cluster::shared();
+    let l = Launcher::new(c);
+    let mut r = Run::spawn(bash(
+        &l,
+        r#"trap 'echo app got TERM; exit 0' TERM
+           psql "$DATABASE_URL" -XAtc "select 'connected'"
+           echo ready
+           while :; do sleep 0.05; done"#,
+    ));
+    r.expect("connected");
+    r.expect("ready");
+    r.watch();
+    let pgpool = r.pgpool_pid();
+    let group: Vec<u32> = r
+        .tree()
+        .into_iter()
+        .filter(|&p| stat(p).is_some_and(|s| s.pgrp == pgpool as i32))
+        .collect();
+    assert!(group.len() >= 5, "pgpool and its children: {group:?}");
+    let started = Instant::now();
+    kill(Pid::from_raw(r.launcher as i32), Signal::SIGKILL).unwrap();
+    let d = r.finish();
+    assert_eq!(d.status.signal(), Some(9));
+    // Bounded wait for the guard's cleanup.
+    let until = Instant::now() + HANG;
+    while (d.seen.iter().any(alive) || !l.runtime_dir_is_gone() || !l.port_is_free())
+        && Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "scenario 7 (launcher SIGKILLed): everything gone after {:?}",
+        started.elapsed()
+    );
+    assert!(d.has("app got TERM"), "{}", d.show());
+    assert_clean(&l, &d);
+}
+
+// 8 ------------------------------------------------------------------------------------------
+
+#[test]
+fn a_second_and_third_sigterm_change_nothing() {
+    let c = cluster::shared();
+    let l = Launcher::new(c);
+    let app = session_app(
+        false,
+        r#"q "select 'ready';"
+           until_term
+           for i in 1 2 3; do
+             echo "app: $(psql "$DATABASE_URL" -XAtc "select 'drain $i'")"
+             sleep 0.3
+           done
+           q "insert into items values (4000000 + $$, 'drained') returning 'wrote ' || v;"
+           close_session
+           exit 42"#,
+    );
+    let mut r = Run::spawn(bash(&l, &app));
+    r.expect("app: ready");
+    let pid = Pid::from_raw(r.launcher as i32);
+    for n in 1..=3 {
+        kill(pid, Signal::SIGTERM).unwrap();
+        r.expect(&format!("app: got TERM {n}"));
+    }
+    let d = r.finish();
+    assert_eq!(d.status.code(), Some(42), "{}", d.show());
+    for line in [
+        "app: drain 1",
+        "app: drain 2",
+        "app: drain 3",
+        "app: wrote drained",
+        "app: session closed",
+    ] {
+        assert!(d.has(line), "{line:?}\n{}", d.show());
+    }
+    assert!(d.error_lines().is_empty(), "{}", d.show());
+    assert_clean(&l, &d);
+}
+
+// 9 ------------------------------------------------------------------------------------------
+
+#[test]
+fn piped_stdin_reaches_the_app_and_its_stdio_is_the_launchers_own() {
+    let c = cluster::shared();
+    let l = Launcher::new(c);
+    let out = Command::new("sh")
+        .args(["-c", &format!("echo data | '{BIN}' cat")])
+        .env_clear()
+        .envs(&l.env)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "data\n", "{}", show(&out));
+    assert!(out.status.success(), "{}", show(&out));
+
+    let mut cmd = l.command(&[
+        "sh",
+        "-c",
+        r#"for fd in 0 1 2; do echo "fd$fd $(readlink /proc/$$/fd/$fd)"; done
+           echo to-stderr >&2
+           read line; echo "read $line""#,
+    ]);
+    cmd.stdin(Stdio::piped());
+    let mut r = Run::spawn(cmd);
+    let mut stdin = r.child.stdin.take().unwrap();
+    for fd in 0..3 {
+        r.expect_prefix(&format!("fd{fd} "));
+        let ours = std::fs::read_link(format!("/proc/{}/fd/{fd}", r.launcher)).unwrap();
+        let line = r.out.last().unwrap().clone();
+        assert_eq!(line, format!("fd{fd} {}", ours.display()), "{}", r.show());
+    }
+    writeln!(stdin, "hello").unwrap();
+    drop(stdin);
+    let d = r.finish();
+    assert!(d.status.success(), "{}", d.show());
+    assert!(d.has("read hello"), "{}", d.show());
+    assert!(d.err.lines().any(|l| l == "to-stderr"), "{}", d.show());
+    assert_clean(&l, &d);
+}
+
+impl Run {
+    #[track_caller]
+    fn expect_prefix(&mut self, prefix: &str) {
+        let until = Instant::now() + HANG;
+        while Instant::now() < until {
+            self.watch();
+            match self.lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(l) => {
+                    let hit = l.starts_with(prefix);
+                    self.out.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no line starting {prefix:?}\n{}", self.show());
+    }
+}
