@@ -1,7 +1,6 @@
 //! Which pgpool: where its executable is, and which family it belongs to. Families differ in
-//! their keys (4.1 `master_slave_mode`, 4.2+ `backend_clustering_mode`, 4.6+
-//! `unix_socket_directories`), and pgpool ignores keys it does not know without a word, so the
-//! templates render per family and an unknown family is refused.
+//! their keys, and pgpool ignores keys it does not know without a word, so the template renders
+//! per family and a release outside the known families is refused rather than guessed at.
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
@@ -10,6 +9,42 @@ use std::process::Stdio;
 use std::str::FromStr;
 
 use anyhow::{Context as _, Result, bail};
+
+/// The key sets the template knows, each checked against the release's own
+/// `pool_config_variables.c` or release notes. The template branches on [`Version::number`];
+/// a family says which releases those branches cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// 4.1 (Ubuntu 22.04's package): `master_slave_mode`, `socket_dir`, `follow_master_command`,
+    /// no `failover_on_backend_shutdown` (it always fails over).
+    V4_1,
+    /// 4.2 and 4.3 (Debian 12 and Ubuntu 24.04 packages): `backend_clustering_mode`,
+    /// `follow_primary_command`, still `socket_dir`; 4.3 adds `failover_on_backend_shutdown`.
+    V4_3,
+    /// 4.4 to 4.6 (the buildpack's own build): `unix_socket_directories` replaces `socket_dir`
+    /// (renamed in 4.4.0; the old key is silently ignored and the socket lands in /tmp).
+    V4_6,
+}
+
+impl Family {
+    /// The release that names the family.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4_1 => "4.1",
+            Family::V4_3 => "4.3",
+            Family::V4_6 => "4.6",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The releases some family covers, for messages.
+pub const KNOWN: &str = "4.1 to 4.6";
 
 /// A pgpool release, from `pgpool --version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,10 +60,15 @@ impl Version {
         self.major * 10000 + self.minor * 100 + self.patch
     }
 
-    /// The families whose keys the templates know (4.1's `master_slave_mode`, 4.2+'s
-    /// `backend_clustering_mode`, 4.6+'s `unix_socket_directories`).
-    pub fn is_known_family(self) -> bool {
-        self.major == 4 && (1..=7).contains(&self.minor)
+    /// The family whose keys this release reads, if the template knows it. 4.7 is not known:
+    /// no 4.7 source could be checked here, and a renamed key would be ignored without a word.
+    pub fn family(self) -> Option<Family> {
+        match (self.major, self.minor) {
+            (4, 1) => Some(Family::V4_1),
+            (4, 2..=3) => Some(Family::V4_3),
+            (4, 4..=6) => Some(Family::V4_6),
+            _ => None,
+        }
     }
 }
 
@@ -61,8 +101,10 @@ impl FromStr for Version {
     }
 }
 
-/// Finds the pgpool executable: `PGPOOL_BIN`, then the apt buildpack's `$HOME/.apt`, then the
-/// copy this buildpack vendors beside the launcher, then `PATH`, then Debian's `/usr/sbin`.
+/// Finds the pgpool executable: `PGPOOL_BIN`, then the apt buildpack's `$HOME/.apt` (an app
+/// that lists `pgpool2` in its Aptfile asked for that one), then the copy this buildpack
+/// vendors (`$HOME/.pgpool`, or `.pgpool` beside the launcher's `bin/`), then `PATH`, then
+/// Debian's `/usr/sbin`.
 pub fn locate(
     pgpool_bin: Option<&Path>,
     home: Option<&str>,
@@ -119,9 +161,10 @@ pub fn version(bin: &Path) -> Result<Version> {
             bin.display()
         )
     })?;
-    if !v.is_known_family() {
+    if v.family().is_none() {
         bail!(
-            "PGPOOL_BIN: pgpool {v} is a family start-pgpool does not know (it knows 4.1 to 4.7)"
+            "PGPOOL_BIN: {} is pgpool {v}, a family start-pgpool does not know (it knows {KNOWN}); use the buildpack's own pgpool or set PGPOOL_BIN to one of those",
+            bin.display()
         );
     }
     Ok(v)
@@ -137,9 +180,66 @@ mod tests {
         assert_eq!((v.major, v.minor, v.patch, v.number()), (4, 3, 5, 40305));
         assert_eq!("4.6".parse::<Version>().unwrap().number(), 40600);
         assert!("pgpool-II version".parse::<Version>().is_err());
-        assert!("4.6.1".parse::<Version>().unwrap().is_known_family());
-        assert!(!"3.7.2".parse::<Version>().unwrap().is_known_family());
-        assert!(!"4.8.0".parse::<Version>().unwrap().is_known_family());
+        assert!("pgpool-II version 4".parse::<Version>().is_err());
+        let v: Version = "pgpool-II version 4.6.1 (chirikoboshi)".parse().unwrap();
+        assert_eq!(v.to_string(), "4.6.1");
+        assert_eq!("4.4.0-1.pgdg+1".parse::<Version>().unwrap().number(), 40400);
+    }
+
+    #[test]
+    fn releases_map_to_their_families() {
+        let family = |s: &str| s.parse::<Version>().unwrap().family();
+        for (v, f) in [
+            ("4.1.4", Some(Family::V4_1)),
+            ("4.2.0", Some(Family::V4_3)),
+            ("4.3.5", Some(Family::V4_3)),
+            ("4.4.0", Some(Family::V4_6)),
+            ("4.5.7", Some(Family::V4_6)),
+            ("4.6.1", Some(Family::V4_6)),
+            ("4.0.9", None),
+            ("4.7.3", None),
+            ("3.7.2", None),
+            ("5.1.0", None),
+        ] {
+            assert_eq!(family(v), f, "{v}");
+        }
+        assert_eq!(Family::V4_6.to_string(), "4.6");
+    }
+
+    #[test]
+    fn an_unknown_family_is_one_error_naming_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = |name: &str, line: &str| {
+            let bin = dir.path().join(name);
+            std::fs::write(&bin, format!("#!/bin/sh\necho '{line}'\n")).unwrap();
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            // Another test thread forking right then can hold the file open for writing
+            // until its exec (ETXTBSY); a few tries outlast that window.
+            let mut r = version(&bin);
+            for _ in 0..50 {
+                match &r {
+                    Err(e) if format!("{e:#}").contains("busy") => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        r = version(&bin);
+                    }
+                    _ => break,
+                }
+            }
+            r
+        };
+        let e = fake("a", "pgpool-II version 4.7.3 (ikaruboshi)")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("PGPOOL_BIN: "), "{e}");
+        assert!(
+            e.contains(
+                "is pgpool 4.7.3, a family start-pgpool does not know (it knows 4.1 to 4.6)"
+            ),
+            "{e}"
+        );
+        let v = fake("b", "pgpool-II version 4.3.5 (tamahomeboshi)").unwrap();
+        assert_eq!(v.family(), Some(Family::V4_3));
+        assert!(fake("c", "no version here").is_err());
     }
 
     #[test]

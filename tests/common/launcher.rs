@@ -16,11 +16,58 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// The pgpool the tests run: `START_PGPOOL_TEST_PGPOOL_BIN`, else Debian's.
-pub fn pgpool_bin() -> PathBuf {
-    std::env::var_os("START_PGPOOL_TEST_PGPOOL_BIN")
+/// Debian 12's pgpool 4.3.5, for tests that want the 4.3 family (the old Aptfile way).
+pub const DEBIAN_PGPOOL: &str = "/usr/sbin/pgpool";
+
+/// Where `etc/build-pgpool` leaves its output (`PGPOOL_BUILD_OUT`, as the script reads it).
+pub fn pgpool_build_dir() -> PathBuf {
+    std::env::var_os("PGPOOL_BUILD_OUT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/pgpool"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".build/pgpool"))
+}
+
+/// The buildpack's own pgpool (4.6 + patches/), unpacked by `etc/build-pgpool`.
+pub fn built_pgpool() -> PathBuf {
+    pgpool_build_dir().join("root/bin/pgpool")
+}
+
+/// Runs `etc/build-pgpool` once per test process (a no-op in a few ms when its output is
+/// current; it takes a lock, so test binaries running at once build it only once) and returns
+/// the built pgpool. `etc/test` has already run it, so within the suite this only checks.
+pub fn ensure_built_pgpool() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/build-pgpool");
+            let out = Command::new("bash")
+                .arg(script)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run etc/build-pgpool");
+            assert!(
+                out.status.success(),
+                "etc/build-pgpool failed: {}",
+                show(&out)
+            );
+            let bin = built_pgpool();
+            assert!(bin.is_file(), "etc/build-pgpool left no {}", bin.display());
+            bin
+        })
+        .clone()
+}
+
+/// The pgpool the tests run: `START_PGPOOL_TEST_PGPOOL_BIN`, else the buildpack's own build
+/// when `etc/build-pgpool` has made it (`etc/test` does, before the tests), else Debian's.
+pub fn pgpool_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("START_PGPOOL_TEST_PGPOOL_BIN") {
+        return PathBuf::from(bin);
+    }
+    let built = built_pgpool();
+    if built.is_file() {
+        built
+    } else {
+        PathBuf::from(DEBIAN_PGPOOL)
+    }
 }
 
 pub struct Launcher {

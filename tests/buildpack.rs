@@ -1,0 +1,288 @@
+//! The buildpack as Heroku runs it: `bin/detect`, `bin/compile BUILD_DIR CACHE_DIR ENV_DIR`
+//! and `bin/release` under `env -i` with only PATH, HOME and STACK, artifacts from a `file://`
+//! release location (a launcher tarball made from this build, the pgpool tarball from
+//! `etc/build-pgpool`), then the compiled app's `bin/start-pgpool` with its `.profile.d`
+//! sourced, `/usr/sbin` off PATH, in a moved slug, against the real cluster.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::cluster;
+use common::launcher::*;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const STACK: &str = "heroku-24";
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// `KEY=value` from etc/pgpool-version.
+fn pinned(key: &str) -> String {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("etc/pgpool-version")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} in etc/pgpool-version"))
+        .trim()
+        .to_string()
+}
+
+fn launcher_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+fn pgpool_file() -> String {
+    format!(
+        "pgpool-{}-{}-{STACK}.tar.gz",
+        pinned("PGPOOL_VERSION"),
+        pinned("PGPOOL_BUILD")
+    )
+}
+
+fn sh(script: &str, args: &[&Path]) -> Output {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    out
+}
+
+/// A release location as `bin/release`'s README describes it: both artifacts for this
+/// version and stack, each with its `.sha256`.
+fn release_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let build = pgpool_build_dir();
+    ensure_built_pgpool();
+    let built = std::fs::read_dir(&build)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "gz"))
+        .expect("etc/build-pgpool left a tarball");
+    let launcher = format!("start-pgpool-{}-{STACK}.tar.gz", launcher_version());
+    sh(
+        r#"set -e
+mkdir -p "$1/pack/bin"
+strip -o "$1/pack/bin/start-pgpool" "$2" 2>/dev/null || cp "$2" "$1/pack/bin/start-pgpool"
+tar -czf "$1/$3" -C "$1/pack" bin && rm -rf "$1/pack"
+cp "$4" "$1/$5"
+cd "$1" && sha256sum "$3" > "$3.sha256" && sha256sum "$5" > "$5.sha256""#,
+        &[
+            dir.path(),
+            Path::new(BIN),
+            Path::new(&launcher),
+            &built,
+            Path::new(&pgpool_file()),
+        ],
+    );
+    dir
+}
+
+/// A buildpack script under `env -i` with only PATH, HOME and STACK, as Heroku runs it.
+fn buildpack(script: &str, args: &[&Path], home: &Path) -> Output {
+    Command::new(Path::new(ROOT).join("bin").join(script))
+        .env_clear()
+        .env("PATH", PATH)
+        .env("HOME", home)
+        .env("STACK", STACK)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+struct Dirs {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    cache: PathBuf,
+    env: PathBuf,
+}
+
+fn dirs(release: &Path) -> Dirs {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let (cache, env) = (root.join("cache"), root.join("env"));
+    for d in [&cache, &env, &root.join("home")] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::write(
+        env.join("START_PGPOOL_RELEASE_URL"),
+        format!("file://{}/{{file}}", release.display()),
+    )
+    .unwrap();
+    Dirs {
+        _tmp: tmp,
+        root,
+        cache,
+        env,
+    }
+}
+
+impl Dirs {
+    fn compile(&self, build: &str) -> (PathBuf, Output) {
+        let b = self.root.join(build);
+        std::fs::create_dir(&b).unwrap();
+        let out = buildpack(
+            "compile",
+            &[&b, &self.cache, &self.env],
+            &self.root.join("home"),
+        );
+        (b, out)
+    }
+}
+
+#[test]
+fn detect_and_release_follow_the_classic_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = buildpack("detect", &[tmp.path()], tmp.path());
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "start-pgpool\n");
+    let out = buildpack("release", &[tmp.path()], tmp.path());
+    assert_ok(&out);
+    assert!(stdout(&out).starts_with("---"), "{}", show(&out));
+}
+
+#[test]
+fn compile_installs_from_the_release_then_from_the_cache_and_the_slug_runs_the_vendored_pgpool() {
+    let release = release_dir();
+    let d = dirs(release.path());
+
+    let (build, out) = d.compile("build1");
+    assert_ok(&out);
+    let log = stdout(&out);
+    assert!(
+        log.contains(&format!(
+            "-----> start-pgpool: downloading {}",
+            pgpool_file()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("using cached"), "{log}");
+    for f in [
+        "bin/start-pgpool",
+        ".pgpool/bin/pgpool",
+        ".pgpool/bin/pcp_node_info",
+    ] {
+        let p = build.join(f);
+        assert!(p.is_file(), "{f} missing:\n{log}");
+    }
+    let profile = std::fs::read_to_string(build.join(".profile.d/start-pgpool.sh")).unwrap();
+    assert!(profile.contains("PGPOOL_BIN"), "{profile}");
+
+    // The second build finds everything in the cache: the release location is gone.
+    drop(release);
+    let (build2, out) = d.compile("build2");
+    assert_ok(&out);
+    let log = stdout(&out);
+    assert!(
+        log.contains(&format!(
+            "-----> start-pgpool: using cached {}",
+            pgpool_file()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("downloading"), "{log}");
+
+    // Heroku builds in one directory and runs the slug from another (/app): move it.
+    let app = d.root.join("app");
+    std::fs::rename(&build2, &app).unwrap();
+    let c = cluster::shared();
+    let port = free_port();
+    let out = Command::new("bash")
+        .env_clear()
+        .env("PATH", PATH)
+        .env("HOME", &app)
+        .env("PGPOOL_PORT", port.to_string())
+        .env("PGPOOL_RUNTIME_DIR", &app)
+        .env("PGPOOL_NUM_INIT_CHILDREN", "4")
+        .env("DATABASE_URL", c.primary_url())
+        .env("FOLLOWER1_URL", c.follower_url(1))
+        .env("PGPOOL_URLS", "DATABASE_URL FOLLOWER1_URL")
+        .current_dir(&app)
+        .arg("-c")
+        .arg(
+            r#"set -e
+for f in .profile.d/*.sh; do . "$f"; done
+case ":$PATH:" in *:/usr/sbin:*) echo "/usr/sbin on PATH"; exit 9;; esac
+echo "PGPOOL_BIN=$PGPOOL_BIN"
+exec bin/start-pgpool sh -c '
+  echo "version $(psql "$DATABASE_URL" -XAtc "show pool_version")"
+  pid=$(head -n1 "$PGPOOL_RUNTIME_DIR"/start-pgpool-*/pgpool.pid)
+  echo "exe $(readlink /proc/$pid/exe)"
+  echo "ld ${LD_LIBRARY_PATH:-unset}"'"#,
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let text = stdout(&out);
+    let version = pinned("PGPOOL_VERSION");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("version {version} "))),
+        "{}",
+        show(&out)
+    );
+    let exe = app.join(".pgpool/bin/pgpool");
+    assert!(
+        text.lines().any(|l| l == format!("exe {}", exe.display())),
+        "the running pgpool is not the vendored one:\n{}",
+        show(&out)
+    );
+    assert!(text.lines().any(|l| l == "ld unset"), "{text}");
+    let _ = build;
+}
+
+#[test]
+fn a_tampered_artifact_installs_nothing() {
+    let release = release_dir();
+    let f = release.path().join(pgpool_file());
+    let mut bytes = std::fs::read(&f).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&f, bytes).unwrap();
+    let d = dirs(release.path());
+    let (build, out) = d.compile("build");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{} does not match its published sha256; nothing was installed",
+            pgpool_file()
+        )),
+        "{}",
+        show(&out)
+    );
+    assert!(!build.join(".pgpool").exists() && !build.join("bin/start-pgpool").exists());
+    // Nothing unverified stays in the cache for the next build to trust.
+    let cached: Vec<_> = std::fs::read_dir(d.cache.join("start-pgpool"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !cached.iter().any(|n| n.starts_with("pgpool-")),
+        "{cached:?}"
+    );
+}
+
+#[test]
+fn an_aptfile_with_pgpool2_keeps_the_old_way() {
+    let release = release_dir();
+    let d = dirs(release.path());
+    let build = d.root.join("build");
+    std::fs::create_dir(&build).unwrap();
+    std::fs::write(build.join("Aptfile"), "libfoo\npgpool2\n").unwrap();
+    let out = buildpack("compile", &[&build, &d.cache, &d.env], &d.root.join("home"));
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("your Aptfile installs pgpool2"),
+        "{}",
+        show(&out)
+    );
+    let profile = std::fs::read_to_string(build.join(".profile.d/start-pgpool.sh")).unwrap();
+    assert!(!profile.contains("export PGPOOL_BIN"), "{profile}");
+}

@@ -1,0 +1,307 @@
+//! pgpool families: each renders its own keys, and every key rendered is one the running pgpool
+//! knows. pgpool ignores an unknown key without a word (4.4 renamed `socket_dir` to
+//! `unix_socket_directories`; the old key left the socket in /tmp), so each family that can run
+//! here reads every rendered key back with `PGPOOL SHOW` through the pgpool it was rendered for:
+//! 4.6 (the buildpack's own build, etc/build-pgpool) and 4.3 (Debian 12's 4.3.5). 4.1 cannot be
+//! had here (no 4.1 source or binary in Debian's archive any more): golden file only.
+//!
+//! Golden files: `tests/golden/pgpool-<family>.conf`, what `--print-config` renders for a fixed
+//! environment. After a deliberate template change, rewrite them with
+//! `UPDATE_GOLDEN=1 cargo test --test families` and review the diff.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::cluster;
+use common::launcher::*;
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+
+/// A stand-in `pgpool` that only answers `--version`, for rendering without the release.
+/// Written by a child process, so no thread of this test process ever holds it open for
+/// writing when another test forks (which would make executing it fail with ETXTBSY).
+fn fake_pgpool(dir: &Path, version_line: &str) -> PathBuf {
+    let bin = dir.join("pgpool");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(r#"printf '#!/bin/sh\necho "%s"\n' "$2" > "$1" && chmod 755 "$1""#)
+        .arg("sh")
+        .arg(&bin)
+        .arg(version_line)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    bin
+}
+
+/// `start-pgpool --print-config` for a fixed app: a primary and two followers, no cluster.
+fn print_config(pgpool: &Path) -> String {
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("PGPOOL_BIN", pgpool)
+        .env("PGPOOL_URLS", "DATABASE_URL FOLLOWER1_URL FOLLOWER2_URL")
+        .env("DATABASE_URL", "postgres://app:secret@10.0.0.1:5432/appdb")
+        .env("FOLLOWER1_URL", "postgres://app:secret@10.0.0.2:5433/appdb")
+        .env("FOLLOWER2_URL", "postgres://app:secret@[fd00::3]/appdb")
+        .env("PGPOOL_PORT", "6432")
+        .env("PGPOOL_RUNTIME_DIR", "/tmp")
+        .arg("--print-config")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    stdout(&out)
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = Path::new(GOLDEN).join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(GOLDEN).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (UPDATE_GOLDEN=1 cargo test --test families writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "rendered pgpool.conf differs from {} (after a deliberate change: UPDATE_GOLDEN=1 cargo test --test families)",
+        path.display()
+    );
+}
+
+/// `key = value` settings of a pgpool.conf, values unquoted, comments dropped.
+fn settings(conf: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in conf.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, rest) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not a setting: {line:?}"));
+        let rest = rest.trim_start();
+        let value = match rest.strip_prefix('\'') {
+            Some(q) => q.split_once('\'').expect("closing quote").0,
+            None => rest.split(['#', ' ', '\t']).next().unwrap(),
+        };
+        let dup = out.insert(key.trim().to_string(), value.to_string());
+        assert!(dup.is_none(), "{key} rendered twice");
+    }
+    out
+}
+
+fn keys(conf: &str) -> Vec<String> {
+    settings(conf).into_keys().collect()
+}
+
+#[test]
+fn family_4_1_renders_master_slave_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = print_config(&fake_pgpool(
+        dir.path(),
+        "pgpool-II version 4.1.4 (karasukiboshi)",
+    ));
+    check_golden("pgpool-4.1.conf", &conf);
+    let k = keys(&conf);
+    for want in [
+        "master_slave_mode",
+        "master_slave_sub_mode",
+        "socket_dir",
+        "follow_master_command",
+    ] {
+        assert!(k.iter().any(|x| x == want), "4.1 needs {want}:\n{conf}");
+    }
+    // 4.2+ keys that 4.1 would ignore without a word.
+    for unknown in [
+        "backend_clustering_mode",
+        "follow_primary_command",
+        "failover_on_backend_shutdown",
+        "unix_socket_directories",
+    ] {
+        assert!(!k.iter().any(|x| x == unknown), "4.1 has no {unknown}");
+    }
+}
+
+#[test]
+fn family_4_3_and_4_6_golden_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for (line, name, socket_key) in [
+        (
+            "pgpool-II version 4.3.5 (tamahomeboshi)",
+            "pgpool-4.3.conf",
+            "socket_dir",
+        ),
+        (
+            "pgpool-II version 4.6.1 (chirikoboshi)",
+            "pgpool-4.6.conf",
+            "unix_socket_directories",
+        ),
+    ] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir(&sub).unwrap();
+        let conf = print_config(&fake_pgpool(&sub, line));
+        check_golden(name, &conf);
+        assert_eq!(
+            settings(&conf).get(socket_key).map(String::as_str),
+            Some("/tmp/start-pgpool-6432-XXXXXX"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_release_outside_the_known_families_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = fake_pgpool(dir.path(), "pgpool-II version 4.7.3 (ikaruboshi)");
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("PGPOOL_BIN", &bin)
+        .env("DATABASE_URL", "postgres://app:secret@10.0.0.1/appdb")
+        .arg("--print-config")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("pgpool 4.7.3, a family start-pgpool does not know (it knows 4.1 to 4.6)"),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "{err}");
+}
+
+/// Runs pgpool `bin` in front of the shared cluster and reads back every key the launcher
+/// rendered for it; returns (running version, mismatches).
+fn read_back_every_key(bin: &Path) -> (String, Vec<String>) {
+    let c = cluster::shared();
+    let mut l = Launcher::new(c);
+    l.set("PGPOOL_BIN", &bin.display().to_string());
+    let out = l.run_sh(
+        r#"set -e
+conf=$(echo "$PGPOOL_RUNTIME_DIR"/start-pgpool-*/pgpool.conf)
+test -f "$conf"
+if test -S "$(dirname "$conf")/.s.PGSQL.$PGPOOL_PORT"; then echo SOCKET in-runtime-dir; fi
+echo "VERSION $(psql "$DATABASE_URL" -XAtc 'show pool_version')"
+echo CONF; cat "$conf"; echo ENDCONF
+sed -n 's/^\([a-z_0-9]*\) *=.*/\1/p' "$conf" | while read -r k; do
+  echo "KEY $k"
+  psql "$DATABASE_URL" -XAt -F'|' -c "pgpool show $k" 2>&1 || true
+done"#,
+    );
+    assert_ok(&out);
+    let text = stdout(&out);
+    let conf = text
+        .split_once("\nCONF\n")
+        .and_then(|(_, rest)| rest.split_once("ENDCONF\n"))
+        .expect("conf markers")
+        .0;
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION "))
+        .expect("version line")
+        .to_string();
+    assert!(
+        text.lines().any(|l| l == "SOCKET in-runtime-dir"),
+        "pgpool's client socket is not in the runtime directory: the socket key was ignored\n{}",
+        show(&out)
+    );
+    let mut shown: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = None;
+    for line in text.split_once("ENDCONF\n").unwrap().1.lines() {
+        if let Some(k) = line.strip_prefix("KEY ") {
+            current = Some(k.to_string());
+            shown.insert(k.to_string(), Vec::new());
+        } else if let Some(k) = &current {
+            shown.get_mut(k).unwrap().push(line.to_string());
+        }
+    }
+    let rendered = settings(conf);
+    assert!(rendered.len() > 40, "too few keys rendered:\n{conf}");
+    let mut bad = Vec::new();
+    for (key, value) in &rendered {
+        let lines = shown.get(key).cloned().unwrap_or_default();
+        // A grouped key (health_check_timeout) answers one `name|value|description` row per
+        // variant; a plain key answers its value alone.
+        let got = lines
+            .iter()
+            .find_map(|l| {
+                let mut f = l.split('|');
+                (f.next() == Some(key.as_str())).then(|| f.next().unwrap_or("").to_string())
+            })
+            .or_else(|| (lines.len() == 1).then(|| lines[0].clone()));
+        let ok = match &got {
+            None => false,
+            Some(g) if g.contains("ERROR") => false,
+            // pgpool masks password settings (pool_passwd too) whatever they hold.
+            Some(g) if key.contains("passw") => g == "*****" || g == value,
+            Some(g) => g == value || same_duration(value, g),
+        };
+        if !ok {
+            bad.push(format!("{key}: rendered {value:?}, pgpool shows {lines:?}"));
+        }
+    }
+    (version, bad)
+}
+
+/// pgpool shows a duration rendered as plain seconds (or milliseconds) with a unit, and in
+/// the largest unit that divides it: `300` as `5min`, `1` as `1s`.
+fn same_duration(rendered: &str, shown: &str) -> bool {
+    let Ok(n) = rendered.parse::<u64>() else {
+        return false;
+    };
+    let digits = shown.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let Ok(m) = digits.parse::<u64>() else {
+        return false;
+    };
+    let ms = match &shown[digits.len()..] {
+        "ms" => m,
+        "s" => m * 1000,
+        "min" => m * 60_000,
+        "h" => m * 3_600_000,
+        _ => return false,
+    };
+    ms == n * 1000 || ms == n
+}
+
+#[test]
+fn durations_compare_across_units() {
+    assert!(same_duration("300", "5min"));
+    assert!(same_duration("1", "1s"));
+    assert!(same_duration("500", "500ms"));
+    assert!(!same_duration("300", "4min"));
+    assert!(!same_duration("on", "1s"));
+    assert!(!same_duration("1", "1"));
+}
+
+#[test]
+fn the_buildpacks_pgpool_4_6_reads_every_rendered_key() {
+    let bin = ensure_built_pgpool();
+    let (version, bad) = read_back_every_key(&bin);
+    assert!(version.starts_with("4.6."), "running {version}");
+    assert!(
+        bad.is_empty(),
+        "pgpool {version} did not take:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn debians_pgpool_4_3_reads_every_rendered_key() {
+    let (version, bad) = read_back_every_key(Path::new(DEBIAN_PGPOOL));
+    assert!(version.starts_with("4.3."), "running {version}");
+    assert!(
+        bad.is_empty(),
+        "pgpool {version} did not take:\n{}",
+        bad.join("\n")
+    );
+}
