@@ -14,7 +14,7 @@ use crate::pgpool::Pgpool;
 use crate::runtime_dir::RuntimeDir;
 use crate::settings::{self, Env, Settings};
 use crate::supervise::{self, App, Signals};
-use crate::{app_env, monitor, ready, render, status};
+use crate::{app_env, discover, monitor, ready, render, status};
 
 pub fn run(cli: Cli) -> Result<Code> {
     let env = Env::from_process();
@@ -74,7 +74,16 @@ pub fn run(cli: Cli) -> Result<Code> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let code = runtime.block_on(serve(&cli, &env, &settings, &backends, &bin, &dir));
+    let rerender = discover::Rerender {
+        backends: backends.clone(),
+        settings: settings.clone(),
+        rundir: dir.path().to_path_buf(),
+        version,
+        template,
+    };
+    let code = runtime.block_on(serve(
+        &cli, &env, &settings, &backends, &bin, &dir, rerender,
+    ));
     // The runtime directory goes when `dir` drops, after pgpool is gone.
     drop(runtime);
     code
@@ -108,6 +117,7 @@ async fn serve(
     backends: &[Backend],
     bin: &std::path::Path,
     dir: &RuntimeDir,
+    rerender: discover::Rerender,
 ) -> Result<Code> {
     let mut signals = Signals::install()?;
     let started = Instant::now();
@@ -148,8 +158,15 @@ async fn serve(
             tracing::warn!(source = b.var.as_str(), "follower-down");
         }
     }
-    monitor::log_budget(settings.port, backends, settings).await;
-    // Dropped with the runtime when `serve` returns.
+    // Both run beside the app (the app need not wait for a log line) and are dropped with the
+    // runtime when `serve` returns.
+    {
+        let (port, backends, settings) = (settings.port, backends.to_vec(), settings.clone());
+        tokio::spawn(async move { monitor::log_budget(port, &backends, &settings).await });
+    }
+    if backends.len() > 1 {
+        tokio::spawn(discover::run(rerender, pgpool_pid));
+    }
     tokio::spawn(monitor::run(
         dir.path().to_path_buf(),
         settings.port,

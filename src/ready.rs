@@ -127,22 +127,34 @@ pub fn verdict(nodes: &[Node], backends: &[Backend]) -> Result<()> {
 /// Probes until ready or `deadline`. The error says what the last probe saw.
 pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<Vec<Node>> {
     let mut last = String::from("pgpool did not answer");
-    let mut pause = Duration::from_millis(20);
+    // Short pauses while pgpool is not listening yet (a refused connect costs nothing, and it
+    // is typically ready ~0.2 s after spawn); longer once it answers but is not ready, since
+    // each such probe makes a pgpool child try every backend.
+    let (refused, answered) = (Duration::from_millis(10), Duration::from_millis(100));
     // Bounded by the deadline; the counter is a second guard against a clock that stalls.
     for _ in 0..100_000 {
         if Instant::now() >= deadline {
             break;
         }
-        match tokio::time::timeout_at(deadline, pool_nodes(port, &backends[0])).await {
+        let pause = match tokio::time::timeout_at(deadline, pool_nodes(port, &backends[0])).await {
             Err(_) => break,
             Ok(Ok(nodes)) => match verdict(&nodes, backends) {
                 Ok(()) => return Ok(nodes),
-                Err(e) => last = e.to_string(),
+                Err(e) => {
+                    last = e.to_string();
+                    answered
+                }
             },
-            Ok(Err(e)) => last = probe_error(&e),
-        }
+            Ok(Err(e)) => {
+                last = probe_error(&e);
+                if e.as_db_error().is_some() {
+                    answered
+                } else {
+                    refused
+                }
+            }
+        };
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
     }
     if last.starts_with("pgpool") {
         // pgpool only says it could not reach "a backend"; find out which one ourselves.
