@@ -128,9 +128,13 @@ pub fn verdict(nodes: &[Node], backends: &[Backend]) -> Result<()> {
 pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<Vec<Node>> {
     let mut last = String::from("pgpool did not answer");
     // Short pauses while pgpool is not listening yet (a refused connect costs nothing, and it
-    // is typically ready ~0.2 s after spawn); longer once it answers but is not ready, since
-    // each such probe makes a pgpool child try every backend.
-    let (refused, answered) = (Duration::from_millis(10), Duration::from_millis(100));
+    // is typically ready ~0.2 s after spawn) or is still looking for the primary; longer once
+    // it answers with an error, since each such probe makes a pgpool child try every backend.
+    let (refused, searching, answered) = (
+        Duration::from_millis(10),
+        Duration::from_millis(20),
+        Duration::from_millis(100),
+    );
     // Bounded by the deadline; the counter is a second guard against a clock that stalls.
     for _ in 0..100_000 {
         if Instant::now() >= deadline {
@@ -142,7 +146,7 @@ pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<
                 Ok(()) => return Ok(nodes),
                 Err(e) => {
                     last = e.to_string();
-                    answered
+                    searching
                 }
             },
             Ok(Err(e)) => {
@@ -154,6 +158,7 @@ pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<
                 }
             }
         };
+        tracing::debug!(why = last.as_str(), "not-ready");
         tokio::time::sleep(pause).await;
     }
     if last.starts_with("pgpool") {
