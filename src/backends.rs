@@ -131,11 +131,15 @@ pub fn parse(var: &str, role: Role, value: &str) -> Result<Backend> {
     let mut params = Vec::new();
     if let Some(query) = url.query() {
         check_percent_encoding(var, "query", query)?;
-        for (k, v) in url.query_pairs() {
-            if REFUSED_PARAMS.contains(&k.as_ref()) {
+        // Split and percent-decode as libpq does: `+` is a plus, not a space (the url crate's
+        // query_pairs is form decoding).
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = (decode(var, "query", k)?, decode(var, "query", v)?);
+            if REFUSED_PARAMS.contains(&k.as_str()) {
                 bail!("{var}: query parameter {k} is not supported; put it in the URL itself");
             }
-            params.push((k.into_owned(), v.into_owned()));
+            params.push((k, v));
         }
     }
     Ok(Backend {
@@ -292,6 +296,15 @@ mod tests {
         assert_eq!(b.port, 6000);
         assert_eq!(b.dbname, "d", "query never glued onto the database");
         assert_eq!(b.params.len(), 2);
+        let b = ok("postgres://u:p@h/d?options=-c%20a%3Db+c&application_name=a+b");
+        assert_eq!(
+            b.params,
+            vec![
+                ("options".into(), "-c a=b+c".into()),
+                ("application_name".into(), "a+b".into())
+            ],
+            "+ stays a plus, as libpq reads it"
+        );
         let b = ok("postgres://u%20x:p@h/my%20db");
         assert_eq!((b.user.as_str(), b.dbname.as_str()), ("u x", "my db"));
     }

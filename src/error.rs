@@ -25,7 +25,7 @@ pub fn usage_exit(e: clap::Error) -> ! {
         e.exit()
     }
     eprintln!("{}", usage_line(&e));
-    std::process::exit(2)
+    std::process::exit(crate::exit::Code::USAGE.0.into())
 }
 
 fn usage_line(e: &clap::Error) -> String {

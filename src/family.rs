@@ -142,12 +142,34 @@ fn is_executable(p: &Path) -> bool {
 
 /// Asks the binary which release it is; an unknown family is refused because its keys would
 /// be silently ignored (NOTES Q1).
-pub fn version(bin: &Path) -> Result<Version> {
-    let out = std::process::Command::new(bin)
+/// `pgpool --version`, with a deadline: a `PGPOOL_BIN` that never exits (a wrong binary, a
+/// wrapper that waits) must not hang the launch before anything has started.
+fn version_output(bin: &Path) -> Result<std::process::Output> {
+    let mut child = std::process::Command::new(bin)
         .arg("--version")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("PGPOOL_BIN: cannot run {}", bin.display()))?;
+    for _ in 0..2500 {
+        if child.try_wait().ok().flatten().is_some() {
+            return child
+                .wait_with_output()
+                .with_context(|| format!("PGPOOL_BIN: cannot run {}", bin.display()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    bail!(
+        "PGPOOL_BIN: {} --version did not finish within 5 s",
+        bin.display()
+    )
+}
+
+pub fn version(bin: &Path) -> Result<Version> {
+    let out = version_output(bin)?;
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let line = text

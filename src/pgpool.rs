@@ -52,20 +52,11 @@ impl Pgpool {
             // Its own group: a Ctrl-C meant for the app must not reach it, and stopping it can
             // reach every child it forks.
             .process_group(0);
-        // pgpool needs none of the URLs: keep the password out of the environment of its ~40
-        // processes (/proc/PID/environ), raw or percent-encoded however the provider spelt it.
-        let pw = password.expose();
-        for (k, v) in std::env::vars_os() {
-            let v = v.to_string_lossy();
-            if !pw.is_empty()
-                && (v.contains(pw)
-                    || percent_encoding::percent_decode_str(&v)
-                        .decode_utf8_lossy()
-                        .contains(pw))
-            {
-                cmd.env_remove(k);
-            }
-        }
+        // pgpool needs none of the app's configuration: an allowlist keeps the URLs (and so the
+        // password) and every other app secret out of the environment of its ~40 processes
+        // (/proc/PID/environ), while an apt-installed pgpool still finds its libraries.
+        cmd.env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| pgpool_needs(k)));
         let parent = nix::unistd::getpid();
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
@@ -78,7 +69,8 @@ impl Pgpool {
                 // cases where pgpool ignores SIGINT, e.g. during a smart shutdown.)
                 nix::sys::prctl::set_pdeathsig(Signal::SIGINT)?;
                 if nix::unistd::getppid() != parent {
-                    return Err(std::io::Error::other("launcher died during spawn"));
+                    // No allocation between fork and exec.
+                    return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
                 }
                 Ok(())
             });
@@ -105,10 +97,20 @@ impl Pgpool {
         {
             let (scrub, last_error) = (scrub.clone(), last_error.clone());
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
+                let mut reader = BufReader::new(stream);
                 let mut level = tracing::Level::DEBUG;
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let line = scrub.apply(&line);
+                let mut buf = Vec::new();
+                // Bytes, not `lines()`: a client's application_name lands in pgpool's log
+                // prefix, and one line that is not UTF-8 must not end the relay (pgpool would
+                // then write into a closed pipe).
+                for _ in 0..u64::MAX {
+                    buf.clear();
+                    match reader.read_until(b'\n', &mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = scrub.apply(line.trim_end_matches(['\n', '\r']));
                     level = relay_level(&line, pid).unwrap_or(level);
                     if level <= tracing::Level::WARN
                         && let Ok(mut e) = last_error.lock()
@@ -321,7 +323,9 @@ fn guard_main(rd: OwnedFd, pgid: Pid, dir: &Path, grace: Duration) -> ! {
         }
         let _ = std::fs::remove_dir_all(dir);
     }
-    std::process::exit(0)
+    // _exit: this is a fork of the launcher; its exit handlers and buffers are not ours to run.
+    // SAFETY: _exit has no preconditions.
+    unsafe { nix::libc::_exit(0) }
 }
 
 /// True while a process of group `pgid` is alive. Zombies do not count: pgpool's main process,
@@ -342,6 +346,15 @@ fn group_has_live_members(pgid: Pid) -> bool {
         let f: Vec<&str> = rest.split_whitespace().take(3).collect();
         f.len() == 3 && f[0] != "Z" && f[2].parse::<i32>().ok() == Some(pgid.as_raw())
     })
+}
+
+/// The environment pgpool gets: what a C program and its dynamic loader use, nothing of the app.
+fn pgpool_needs(key: &std::ffi::OsStr) -> bool {
+    let k = key.to_string_lossy();
+    matches!(
+        k.as_ref(),
+        "PATH" | "HOME" | "LANG" | "TZ" | "TMPDIR" | "LD_LIBRARY_PATH" | "PGPOOLKEYFILE"
+    ) || k.starts_with("LC_")
 }
 
 /// pgpool's severity words, mapped to ours. ERROR lines are mostly one client's failure (a

@@ -121,7 +121,8 @@ impl App {
                 // database, is asked to stop the way the launcher would have asked.
                 nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
                 if nix::unistd::getppid() != parent {
-                    return Err(std::io::Error::other("launcher died during spawn"));
+                    // No allocation between fork and exec.
+                    return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
                 }
                 if took_terminal {
                     // The app's group becomes the terminal's foreground, so Ctrl-C goes to it

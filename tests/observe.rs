@@ -105,13 +105,14 @@ fn metrics_are_logged_per_node_every_interval() {
             assert_eq!(m["sample#pgpool.node.up"], "1");
         }
     }
-    // The followers served the 10 reads; the primary none.
+    // The followers served the app's 10 reads; the primary at most the launcher's own one
+    // (discovering the followers' application names at start).
     let last = |s: &str| {
         metrics.iter().rev().find(|m| m["source"] == s).unwrap()["sample#pgpool.node.select_count"]
             .parse::<u64>()
             .unwrap()
     };
-    assert_eq!(last("DATABASE_URL"), 0, "{err}");
+    assert!(last("DATABASE_URL") <= 1, "{err}");
     assert!(last("FOLLOWER1_URL") + last("FOLLOWER2_URL") >= 10, "{err}");
     let budget = lines_at(&err, "connection-budget");
     assert_eq!(budget.len(), 1, "{err}");
