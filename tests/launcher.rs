@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -144,18 +144,7 @@ fn no_command_is_a_usage_error() {
 fn secrets_stay_out_of_argv_and_only_pool_passwd_holds_them() {
     let c = cluster::shared();
     let l = Launcher::new(c);
-    let mut child = l
-        .command(&["sh", "-c", "echo up; read x"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert_eq!(first, "up\n");
+    let child = l.spawn_holding();
 
     // The launcher, pgpool with all its children, and the app (other tests' psql clients
     // carry the URL in their argv, so only our own tree is looked at).
@@ -197,8 +186,7 @@ fn secrets_stay_out_of_argv_and_only_pool_passwd_holds_them() {
             }
         }
     }
-    writeln!(child.stdin.take().unwrap(), "go").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = release(child);
     assert_ok(&out);
     assert!(!stderr(&out).contains("p@ss"), "{}", show(&out));
     assert!(!dir.exists() && l.port_is_free());

@@ -3,8 +3,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::cluster::{self, Cluster};
@@ -139,18 +137,7 @@ fn a_node_going_down_is_an_event_and_status_shows_it() {
     let c = Cluster::start(2);
     let mut l = Launcher::new(&c);
     l.set("PGPOOL_METRICS_INTERVAL", "0");
-    let mut child = l
-        .command(&["sh", "-c", "echo up; read x"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert_eq!(first, "up\n");
+    let child = l.spawn_holding();
 
     let status = || {
         let out = l.command(&["status"]).output().unwrap();
@@ -206,9 +193,7 @@ fn a_node_going_down_is_an_event_and_status_shows_it() {
     );
     std::thread::sleep(Duration::from_millis(2500));
 
-    use std::io::Write;
-    writeln!(child.stdin.take().unwrap(), "go").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = release(child);
     assert_ok(&out);
     let err = stderr(&out);
     let downs = lines_at(&err, "node-down");

@@ -140,6 +140,25 @@ impl Launcher {
             .all(|e| !e.file_name().to_string_lossy().starts_with("start-pgpool-"))
     }
 
+    /// Starts the launcher with an app that says `up` once it runs and then waits for a line on
+    /// stdin; returns when the app is up. `release` lets it exit.
+    pub fn spawn_holding(&self) -> std::process::Child {
+        use std::io::{BufRead, BufReader};
+        let mut child = self
+            .command(&["sh", "-c", "echo up; read x"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn start-pgpool");
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(first, "up\n", "the app did not start");
+        child
+    }
+
     pub fn port_is_free(&self) -> bool {
         std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
     }
@@ -180,6 +199,13 @@ pub fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
         .unwrap_or_default()
+}
+
+/// Lets an app from `Launcher::spawn_holding` exit, and waits for the launcher.
+pub fn release(mut child: std::process::Child) -> Output {
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// `ps`-like list of live processes whose argv mentions `needle` (zombies excluded).
