@@ -4,6 +4,7 @@ pub mod app_env;
 pub mod backends;
 pub mod cli;
 pub mod conf_lexer;
+pub mod discover;
 pub mod error;
 pub mod exit;
 pub mod family;

@@ -56,12 +56,26 @@ struct ConfCtx<'a> {
     dbname: &'a str,
     num_init_children: u32,
     max_pool: u32,
+    delay_threshold: u64,
     backends: Vec<BackendCtx<'a>>,
 }
 
 /// Renders everything pgpool needs. `template` replaces the embedded pgpool.conf template.
 pub fn render(
     backends: &[Backend],
+    settings: &Settings,
+    rundir: &Path,
+    version: Version,
+    template: Option<&str>,
+) -> Result<Rendered> {
+    render_with_names(backends, &[], settings, rundir, version, template)
+}
+
+/// [`render`], with each follower's replication `application_name` where it is known
+/// (`names[i]` for backend `i`; see discover.rs). Names that pgpool.conf cannot hold are left out.
+pub fn render_with_names(
+    backends: &[Backend],
+    names: &[Option<String>],
     settings: &Settings,
     rundir: &Path,
     version: Version,
@@ -83,14 +97,19 @@ pub fn render(
         dbname: &primary.dbname,
         num_init_children: settings.num_init_children,
         max_pool: settings.max_pool,
+        delay_threshold: settings.max_lag_bytes.unwrap_or(0),
         backends: backends
             .iter()
-            .map(|b| BackendCtx {
+            .enumerate()
+            .map(|(i, b)| BackendCtx {
                 host: &b.host,
                 port: b.port,
                 // Reads go to the followers only; the primary keeps them when it is alone.
                 weight: u32::from(b.role == Role::Follower || !has_followers),
-                application_name: None,
+                application_name: names
+                    .get(i)
+                    .and_then(|n| n.as_deref())
+                    .filter(|n| conf_safe(n)),
             })
             .collect(),
     };

@@ -1,0 +1,329 @@
+//! A load generator for failure tests, connecting the way the app would: through the
+//! `DATABASE_URL` the launcher gave it. Six persistent readers (`select inet_server_port()`
+//! every 20 ms), one connect-per-query reader (every 50 ms) and one writer (an UPDATE then a
+//! read every 200 ms). Every query has a client-side timeout, so a hang is recorded as one,
+//! not waited out; a session that fails reconnects and goes on.
+//!
+//! Each outcome carries the port of the PostgreSQL node that answered (`inet_server_port()`),
+//! so a test can tell sessions on a failed node from healthy ones.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A query (or a connect) that takes longer than this counts as hung.
+pub const HANG: Duration = Duration::from_secs(10);
+pub const READERS: usize = 6;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered by the node listening on this port.
+    Ok(u16),
+    Err(String),
+    Hung,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Reader(usize),
+    Connector,
+    Writer,
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Since the load started.
+    pub at: Duration,
+    pub who: Who,
+    pub outcome: Outcome,
+}
+
+pub struct Load {
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+    events: Arc<Mutex<Vec<Event>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts the load against `database_url` (postgres://...?sslmode=disable).
+    pub fn start(database_url: &str) -> Load {
+        let cfg = tokio_postgres::Config::from_str(database_url).expect("DATABASE_URL parses");
+        let t0 = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (s, e) = (stop.clone(), events.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for i in 0..READERS {
+                    tasks.push(tokio::spawn(session(
+                        cfg.clone(),
+                        Who::Reader(i),
+                        Duration::from_millis(20),
+                        t0,
+                        s.clone(),
+                        e.clone(),
+                    )));
+                }
+                tasks.push(tokio::spawn(session(
+                    cfg.clone(),
+                    Who::Writer,
+                    Duration::from_millis(200),
+                    t0,
+                    s.clone(),
+                    e.clone(),
+                )));
+                tasks.push(tokio::spawn(connector(cfg, t0, s.clone(), e)));
+                // Bounded: every loop checks `stop`, and every await in them has a timeout.
+                while !s.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                for t in tasks {
+                    let _ = tokio::time::timeout(HANG + Duration::from_secs(2), t).await;
+                }
+            });
+            // Dropping the runtime cancels whatever is still stuck (a hung connection task).
+        });
+        Load {
+            t0,
+            stop,
+            events,
+            thread: Some(thread),
+        }
+    }
+
+    /// Time since the load started, the clock every event uses.
+    pub fn now(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Stops every session (waiting out queries still in flight, at most [`HANG`] + 2 s) and
+    /// returns everything recorded.
+    pub fn stop(mut self) -> Report {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("load thread");
+        }
+        Report {
+            events: self.events(),
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn record(events: &Mutex<Vec<Event>>, t0: Instant, who: Who, outcome: Outcome) {
+    events.lock().unwrap().push(Event {
+        at: t0.elapsed(),
+        who,
+        outcome,
+    });
+}
+
+type Client = tokio_postgres::Client;
+
+async fn connect(cfg: &tokio_postgres::Config) -> Result<Client, Outcome> {
+    match tokio::time::timeout(HANG, cfg.connect(tokio_postgres::NoTls)).await {
+        Err(_) => Err(Outcome::Hung),
+        Ok(Err(e)) => Err(Outcome::Err(e.to_string())),
+        Ok(Ok((c, conn))) => {
+            tokio::spawn(conn);
+            Ok(c)
+        }
+    }
+}
+
+async fn port_of(c: &Client, write: bool) -> Result<u16, Outcome> {
+    let run = async {
+        if write {
+            c.simple_query("update items set v = now()::text where id = 1")
+                .await?;
+        }
+        c.simple_query("select inet_server_port()").await
+    };
+    match tokio::time::timeout(HANG, run).await {
+        Err(_) => Err(Outcome::Hung),
+        Ok(Err(e)) => Err(Outcome::Err(e.to_string())),
+        Ok(Ok(msgs)) => msgs
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse().ok(),
+                _ => None,
+            })
+            .ok_or_else(|| Outcome::Err("no row".into())),
+    }
+}
+
+async fn session(
+    cfg: tokio_postgres::Config,
+    who: Who,
+    every: Duration,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+    events: Arc<Mutex<Vec<Event>>>,
+) {
+    let mut client: Option<Client> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let c = match client.take() {
+            Some(c) => c,
+            None => match connect(&cfg).await {
+                Ok(c) => c,
+                Err(o) => {
+                    record(&events, t0, who, o);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        match port_of(&c, who == Who::Writer).await {
+            Ok(p) => {
+                record(&events, t0, who, Outcome::Ok(p));
+                client = Some(c);
+            }
+            Err(o) => record(&events, t0, who, o),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn connector(
+    cfg: tokio_postgres::Config,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+    events: Arc<Mutex<Vec<Event>>>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let outcome = match connect(&cfg).await {
+            Ok(c) => match port_of(&c, false).await {
+                Ok(p) => Outcome::Ok(p),
+                Err(o) => o,
+            },
+            Err(o) => o,
+        };
+        record(&events, t0, Who::Connector, outcome);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Everything the load saw, and the figures the failure tests report.
+pub struct Report {
+    pub events: Vec<Event>,
+}
+
+impl Report {
+    pub fn hung_events(&self) -> Vec<Event> {
+        self.events
+            .iter()
+            .filter(|e| e.outcome == Outcome::Hung)
+            .cloned()
+            .collect()
+    }
+
+    pub fn hung(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| e.outcome == Outcome::Hung)
+            .count()
+    }
+
+    /// Failures (errors or hangs) of persistent sessions whose last answer before the failure
+    /// came from a node not in `failed`: healthy sessions that broke. For the writer that is
+    /// the node its reads went to.
+    pub fn broken_healthy(&self, failed: &[u16], after: Duration) -> Vec<Event> {
+        let mut last: std::collections::HashMap<String, u16> = Default::default();
+        let mut out = Vec::new();
+        for e in &self.events {
+            if e.who == Who::Connector {
+                continue;
+            }
+            let key = format!("{:?}", e.who);
+            match &e.outcome {
+                Outcome::Ok(p) => {
+                    last.insert(key, *p);
+                }
+                _ => {
+                    if e.at >= after
+                        && let Some(p) = last.remove(&key)
+                        && !failed.contains(&p)
+                    {
+                        out.push(e.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Failed outcomes of `who` (any reader when `Reader(usize::MAX)`) in `[from, to)`.
+    pub fn failures(&self, who: Who, from: Duration, to: Duration) -> Vec<Event> {
+        self.events
+            .iter()
+            .filter(|e| same(e.who, who) && e.at >= from && e.at < to)
+            .filter(|e| !matches!(e.outcome, Outcome::Ok(_)))
+            .cloned()
+            .collect()
+    }
+
+    /// Answers from the node on `port` in `[from, to)`, by anyone.
+    pub fn served_by(&self, port: u16, from: Duration, to: Duration) -> usize {
+        self.events
+            .iter()
+            .filter(|e| e.at >= from && e.at < to && e.outcome == Outcome::Ok(port))
+            .count()
+    }
+
+    /// The first answer after `from` by `who` from `port` (any port when None).
+    pub fn first_ok(&self, who: Who, port: Option<u16>, from: Duration) -> Option<Duration> {
+        self.events
+            .iter()
+            .filter(|e| same(e.who, who) && e.at >= from)
+            .find(|e| matches!(e.outcome, Outcome::Ok(p) if port.is_none_or(|w| w == p)))
+            .map(|e| e.at)
+    }
+
+    /// When `who` last failed after `from`: it has answered every time since.
+    pub fn last_failure(&self, who: Who, from: Duration) -> Option<Duration> {
+        self.events
+            .iter()
+            .filter(|e| same(e.who, who) && e.at >= from)
+            .filter(|e| !matches!(e.outcome, Outcome::Ok(_)))
+            .map(|e| e.at)
+            .next_back()
+    }
+
+    pub fn oks(&self, who: Who) -> usize {
+        self.events
+            .iter()
+            .filter(|e| same(e.who, who) && matches!(e.outcome, Outcome::Ok(_)))
+            .count()
+    }
+
+    /// A few failures, for assertion messages.
+    pub fn describe(events: &[Event]) -> String {
+        events
+            .iter()
+            .take(12)
+            .map(|e| format!("{:.2}s {:?} {:?}", e.at.as_secs_f64(), e.who, e.outcome))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn same(a: Who, b: Who) -> bool {
+    a == b || matches!((a, b), (Who::Reader(_), Who::Reader(usize::MAX)))
+}

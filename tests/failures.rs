@@ -1,0 +1,453 @@
+//! Failures under load (issue 7): a follower killed or restarted, a primary promoted, a primary
+//! unreachable at start, a lagging follower, all followers gone. Each scenario runs on a real
+//! cluster of its own with the load of `common::load` going through the app's `DATABASE_URL`.
+//!
+//! The scenarios take turns (one lock): they measure seconds, and six clusters under load on two
+//! cores at once would measure the machine instead. Each prints a `FIGURES` line (run with
+//! `--nocapture`) before it asserts, so a failing run still reports what it saw.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::cluster::{self, Cluster};
+use common::launcher::*;
+use common::load::{Load, Report, Who};
+
+static TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const ANY_READER: Who = Who::Reader(usize::MAX);
+
+/// New sessions must all succeed from this long after a follower fails (pgpool has detected it
+/// by then: its health check runs every second). Measured: 1 failure at 1-3 s in 1 of 9 runs.
+const NEW_SESSIONS_WITHIN: Duration = Duration::from_secs(3);
+
+/// A launcher running an app that only publishes its `DATABASE_URL` and waits; stopped (and
+/// its log collected) on drop or by [`Live::stop`].
+struct Live {
+    child: Option<Child>,
+    log: std::path::PathBuf,
+    url: String,
+    _l: Launcher,
+}
+
+impl Live {
+    fn start(l: Launcher) -> Live {
+        let dir = l.runtime_parent.path().to_path_buf();
+        let url_file = dir.join("url");
+        let log = dir.join("launcher.log");
+        let mut cmd = l.command(&[
+            "sh",
+            "-c",
+            r#"printf %s "$DATABASE_URL" > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 300"#,
+            url_file.to_str().unwrap(),
+        ]);
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().expect("start start-pgpool");
+        let mut live = Live {
+            child: Some(child),
+            log,
+            url: String::new(),
+            _l: l,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(u) = std::fs::read_to_string(&url_file) {
+                live.url = u;
+                return live;
+            }
+            if let Some(s) = live.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("launcher exited ({s}) before the app ran:\n{}", live.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the app did not start within 30 s:\n{}",
+                live.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (max `timeout`) until the launcher has logged `n` lines with `at=<at>`.
+    fn wait_log(&self, at: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let needle = format!(" at={at} ");
+        while self.log().matches(&needle).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "no {n} `at={at}` lines within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then waits (max 30 s; SIGKILL after that). Returns the launcher's log.
+    fn stop(&mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().unwrap().is_none() {
+                if Instant::now() >= deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.log()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn launcher(c: &Cluster) -> Launcher {
+    let mut l = Launcher::new(c);
+    // Enough children for 8 load sessions, the monitor and discovery.
+    l.set("PGPOOL_NUM_INIT_CHILDREN", "16");
+    l
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
+}
+
+/// Seconds from `base` to `t`, negative when `t` came first.
+fn since(t: Duration, base: Duration) -> f64 {
+    ((t.as_secs_f64() - base.as_secs_f64()) * 100.0).round() / 100.0
+}
+
+/// Healthy sessions that broke, readers and writer apart. The writer is allowed one error
+/// (measured: 2 of ~14 runs with SIGKILL on our 4.6.1 build, `connection closed` right at the
+/// kill, although its reads were on another node); a retried write then succeeds. Readers on
+/// healthy nodes must not break at all.
+fn check_broken(broken: &[common::load::Event]) {
+    let readers: Vec<_> = broken
+        .iter()
+        .filter(|e| e.who != Who::Writer)
+        .cloned()
+        .collect();
+    assert!(
+        readers.is_empty(),
+        "healthy reader sessions broke:\n{}",
+        Report::describe(&readers)
+    );
+    assert!(
+        broken.len() - readers.len() <= 1,
+        "the writer broke more than once:\n{}",
+        Report::describe(broken)
+    );
+}
+
+fn pgpool_label() -> String {
+    pgpool_bin().display().to_string()
+}
+
+/// Scenario 1 with a follower stopped (`pg_ctl -m immediate`), then scenario 2: the same
+/// follower started again serves reads within 5 s, the launcher untouched.
+#[test]
+fn follower_stopped_then_restarted() {
+    let _t = turn();
+    let c = Cluster::start(2);
+    let live = Live::start(launcher(&c));
+    live.wait_log("follower-name", 2, Duration::from_secs(15));
+    let load = Load::start(&live.url);
+    std::thread::sleep(Duration::from_secs(3));
+    let t_fail = load.now();
+    c.node(2, "stop");
+    std::thread::sleep(Duration::from_secs(6));
+    let t_start = load.now();
+    c.node(2, "start");
+    let t_started = load.now();
+    std::thread::sleep(Duration::from_secs(6));
+    let r = load.stop();
+    let (p2, t_end) = (c.port(2), r.events.last().unwrap().at);
+    let broken = r.broken_healthy(&[p2], t_fail);
+    let new_conn = r.failures(Who::Connector, t_fail + NEW_SESSIONS_WITHIN, t_start);
+    let back = r.first_ok(Who::Connector, Some(p2), t_started);
+    eprintln!(
+        "FIGURES follower_stopped pgpool={} hung={} broken_healthy={} new_conn_failures_after_3s={} \
+         writer_failures={} | restarted: back_after_s={:?}",
+        pgpool_label(),
+        r.hung(),
+        broken.len(),
+        new_conn.len(),
+        r.failures(Who::Writer, t_fail, t_end).len(),
+        back.map(|b| secs(b - t_started)),
+    );
+    assert_eq!(r.hung(), 0, "hung:\n{}", Report::describe(&r.hung_events()));
+    check_broken(&broken);
+    assert!(
+        new_conn.is_empty(),
+        "new sessions failed:\n{}",
+        Report::describe(&new_conn)
+    );
+    let back = back.unwrap_or_else(|| panic!("node 2 never served reads again:\n{}", live.log()));
+    assert!(
+        back - t_started <= Duration::from_secs(5),
+        "node 2 served reads only {:?} after it started",
+        back - t_started
+    );
+}
+
+/// Scenario 1 with SIGKILL (the postmaster and all its processes, as when a container dies),
+/// then scenario 6: the other follower stopped too; the primary takes the reads.
+#[test]
+fn follower_killed_then_all_followers_gone() {
+    let _t = turn();
+    let c = Cluster::start(2);
+    let live = Live::start(launcher(&c));
+    let load = Load::start(&live.url);
+    std::thread::sleep(Duration::from_secs(3));
+    let t_fail = load.now();
+    c.node(1, "kill");
+    std::thread::sleep(Duration::from_secs(6));
+    let t_all = load.now();
+    c.node(2, "stop");
+    std::thread::sleep(Duration::from_secs(6));
+    let r = load.stop();
+    let (p0, p1, p2) = (c.port(0), c.port(1), c.port(2));
+    let broken = r.broken_healthy(&[p1], t_fail);
+    let broken = broken
+        .iter()
+        .filter(|e| e.at < t_all)
+        .cloned()
+        .collect::<Vec<_>>();
+    let new_conn = r.failures(Who::Connector, t_fail + NEW_SESSIONS_WITHIN, t_all);
+    let t_end = r.events.last().unwrap().at;
+    let settle = t_all + Duration::from_secs(2);
+    let late = [ANY_READER, Who::Connector, Who::Writer]
+        .iter()
+        .flat_map(|w| r.failures(*w, settle, t_end))
+        .collect::<Vec<_>>();
+    let on_primary = r.served_by(p0, settle, t_end);
+    let on_followers = r.served_by(p1, settle, t_end) + r.served_by(p2, settle, t_end);
+    let recovered = [ANY_READER, Who::Connector, Who::Writer]
+        .iter()
+        .filter_map(|w| r.last_failure(*w, t_all))
+        .max()
+        .map(|t| secs(t - t_all));
+    eprintln!(
+        "FIGURES follower_killed pgpool={} hung={} broken_healthy={} new_conn_failures_after_3s={} \
+         | all_followers_gone: failures_after_2s={} last_failure_after_s={:?} reads_on_primary={}",
+        pgpool_label(),
+        r.hung(),
+        broken.len(),
+        new_conn.len(),
+        late.len(),
+        recovered,
+        on_primary
+    );
+    assert_eq!(r.hung(), 0, "hung:\n{}", Report::describe(&r.hung_events()));
+    check_broken(&broken);
+    assert!(
+        new_conn.is_empty(),
+        "new sessions failed:\n{}",
+        Report::describe(&new_conn)
+    );
+    assert!(
+        late.is_empty(),
+        "failures with no followers:\n{}",
+        Report::describe(&late)
+    );
+    assert_eq!(on_followers, 0);
+    assert!(on_primary > 50, "the primary served {on_primary} reads");
+    drop(live);
+}
+
+/// Scenario 3: the primary stops and follower 1 is promoted. Writes work again within 15 s with
+/// the same launcher and app, and no session hangs.
+#[test]
+fn primary_promoted() {
+    let _t = turn();
+    let c = Cluster::start(2);
+    let live = Live::start(launcher(&c));
+    live.wait_log("follower-name", 2, Duration::from_secs(15));
+    let load = Load::start(&live.url);
+    std::thread::sleep(Duration::from_secs(3));
+    let t_fail = load.now();
+    c.node(0, "stop");
+    c.node(1, "promote");
+    let t_promoted = load.now();
+    std::thread::sleep(Duration::from_secs(18));
+    let r = load.stop();
+    let log = live.log();
+    let (p1, p2) = (c.port(1), c.port(2));
+    let t_end = r.events.last().unwrap().at;
+    let writes_back = r
+        .last_failure(Who::Writer, t_fail)
+        .map(|t| since(t, t_promoted));
+    let stale_last = r
+        .events
+        .iter()
+        .filter(|e| e.at >= t_fail && e.outcome == common::load::Outcome::Ok(p2))
+        .map(|e| e.at)
+        .next_back()
+        .map(|t| since(t, t_promoted));
+    let writes_after = r.oks(Who::Writer);
+    eprintln!(
+        "FIGURES primary_promoted pgpool={} hung={} writer_last_failure_after_promote_s={:?} \
+         last_stale_read_after_promote_s={:?} reads_on_new_primary_late={}",
+        pgpool_label(),
+        r.hung(),
+        writes_back,
+        stale_last,
+        r.served_by(p1, t_promoted + Duration::from_secs(15), t_end)
+    );
+    assert_eq!(r.hung(), 0, "hung:\n{}", Report::describe(&r.hung_events()));
+    let late = r.failures(Who::Writer, t_promoted + Duration::from_secs(15), t_end);
+    assert!(
+        late.is_empty(),
+        "writes still failing 15 s after the promotion:\n{}\n{log}",
+        Report::describe(&late)
+    );
+    assert!(
+        r.first_ok(Who::Writer, None, t_promoted + Duration::from_secs(15))
+            .is_some(),
+        "no write succeeded ({writes_after} in all):\n{log}"
+    );
+    // NOT asserted, and not solved: follower 2, still following the dead primary, keeps
+    // serving (stale) reads. pgpool does not detach it; a no-op follow_primary_command, which
+    // makes pgpool detach it, was undone at once by auto_failback acting on the replication
+    // state cached from the old primary (health_check.c, 4.6.1). The figure above
+    // (last_stale_read_after_promote_s) records it.
+    let _ = p2;
+}
+
+/// Scenario 4: the primary is unreachable at start. The launcher gives up within its readiness
+/// deadline with one line naming the primary's variable, and the app never starts.
+#[test]
+fn primary_unreachable_at_start() {
+    let c = cluster::shared();
+    let mut l = Launcher::new(c);
+    let dead = free_port();
+    let url = c
+        .primary_url()
+        .replace(&format!(":{}/", c.port(0)), &format!(":{dead}/"));
+    l.set("DATABASE_URL", &url).set("PGPOOL_READY_TIMEOUT", "4");
+    let marker = l.runtime_parent.path().join("app-ran");
+    let started = Instant::now();
+    let out = l
+        .command(&["sh", "-c", r#"touch "$0""#, marker.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!(
+        "FIGURES primary_unreachable pgpool={} failed_after_s={}",
+        pgpool_label(),
+        secs(took)
+    );
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(!marker.exists(), "the app ran");
+    assert!(took < Duration::from_secs(4 + 10), "took {took:?}");
+    let err = stderr(&out);
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{}", show(&out));
+    assert!(errors[0].contains("DATABASE_URL"), "{}", show(&out));
+    assert!(!err.contains(c.password()), "password in output");
+}
+
+/// Scenario 5: with `PGPOOL_MAX_LAG`, a follower whose replay is paused and that falls behind
+/// by more gets no reads, and gets them back once it has caught up.
+#[test]
+fn lagging_follower_gets_no_reads() {
+    let _t = turn();
+    let c = Cluster::start(2);
+    let mut l = launcher(&c);
+    l.set("PGPOOL_MAX_LAG", "64kB");
+    let live = Live::start(l);
+    let load = Load::start(&live.url);
+    std::thread::sleep(Duration::from_secs(2));
+    let p2 = c.port(2);
+    let before = r_served(&load, p2);
+    c.psql(2, "select pg_wal_replay_pause()");
+    c.psql(
+        0,
+        "insert into items select g, repeat('x', 1000) from generate_series(100, 1100) g",
+    );
+    // sr_check_period is 1 s: give pgpool two checks to see the lag.
+    std::thread::sleep(Duration::from_secs(3));
+    let t_lag = load.now();
+    std::thread::sleep(Duration::from_secs(4));
+    let t_resume = load.now();
+    c.psql(2, "select pg_wal_replay_resume()");
+    std::thread::sleep(Duration::from_secs(6));
+    let r = load.stop();
+    let t_end = r.events.last().unwrap().at;
+    let during = r.served_by(p2, t_lag, t_resume);
+    let back = r
+        .events
+        .iter()
+        .find(|e| e.at >= t_resume && e.outcome == common::load::Outcome::Ok(p2))
+        .map(|e| secs(e.at - t_resume));
+    let failures = [ANY_READER, Who::Connector, Who::Writer]
+        .iter()
+        .flat_map(|w| r.failures(*w, Duration::ZERO, t_end))
+        .collect::<Vec<_>>();
+    eprintln!(
+        "FIGURES lagging_follower pgpool={} reads_on_lagging_before={before} reads_on_lagging_while_behind={during} \
+         back_after_resume_s={back:?} failures={}",
+        pgpool_label(),
+        failures.len()
+    );
+    assert!(before > 0, "node 2 served no reads before it lagged");
+    assert_eq!(
+        during,
+        0,
+        "node 2 served reads while behind:\n{}",
+        live.log()
+    );
+    assert!(
+        back.is_some(),
+        "node 2 got no reads after catching up:\n{}",
+        live.log()
+    );
+    assert!(failures.is_empty(), "{}", Report::describe(&failures));
+}
+
+fn r_served(load: &Load, port: u16) -> usize {
+    load.events()
+        .iter()
+        .filter(|e| e.outcome == common::load::Outcome::Ok(port))
+        .count()
+}
+
+/// The launcher tells once when the user cannot see replication state, with the grant to run.
+#[test]
+fn missing_pg_monitor_is_logged_once() {
+    let _t = turn();
+    let c = Cluster::start(1);
+    c.psql(0, "revoke pg_monitor from app");
+    let live = Live::start(launcher(&c));
+    live.wait_log("replication-state-hidden", 1, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(1));
+    let mut live = live;
+    let log = live.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("at=replication-state-hidden"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("level=warn"), "{log}");
+    assert!(lines[0].contains("GRANT pg_monitor TO app"), "{log}");
+    assert!(!log.contains("at=follower-name"), "{log}");
+}
