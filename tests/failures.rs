@@ -217,7 +217,8 @@ fn follower_killed_then_all_followers_gone() {
     let load = Load::start(&live.url);
     std::thread::sleep(Duration::from_secs(3));
     let t_fail = load.now();
-    c.node(1, "kill");
+    // The scenario: SIGKILL of the postmaster; its backends notice and exit.
+    c.node(1, "kill-postmaster");
     std::thread::sleep(Duration::from_secs(6));
     let t_all = load.now();
     c.node(2, "stop");
