@@ -220,13 +220,7 @@ mod tests {
     use super::*;
 
     fn n(id: usize, status: &str, role: &str) -> Node {
-        Node {
-            id,
-            status: status.into(),
-            role: role.into(),
-            select_count: 0,
-            lag_bytes: 0,
-        }
+        Node::at(id, status, role)
     }
 
     #[test]

@@ -269,16 +269,7 @@ impl Drop for Guard {
 fn guard_main(rd: OwnedFd, pgid: Pid, dir: &Path, grace: Duration) -> ! {
     use nix::sys::signal::{SigHandler, signal};
     // The platform's SIGTERM, a terminal's SIGINT/SIGHUP: all meant for the launcher and app.
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-        Signal::SIGPIPE,
-    ] {
+    for &sig in crate::supervise::FORWARDED.iter().chain(&[Signal::SIGPIPE]) {
         // SAFETY: SIG_IGN runs no code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }

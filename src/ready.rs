@@ -23,6 +23,18 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node as a unit test describes it.
+    #[cfg(test)]
+    pub fn at(id: usize, status: &str, role: &str) -> Node {
+        Node {
+            id,
+            status: status.into(),
+            role: role.into(),
+            select_count: 0,
+            lag_bytes: 0,
+        }
+    }
+
     /// `waiting` means up but not yet used by any session.
     pub fn is_up(&self) -> bool {
         matches!(self.status.as_str(), "up" | "waiting")
@@ -219,13 +231,7 @@ mod tests {
     use crate::backends::{Role, parse};
 
     fn n(id: usize, status: &str, role: &str) -> Node {
-        Node {
-            id,
-            status: status.into(),
-            role: role.into(),
-            select_count: 0,
-            lag_bytes: 0,
-        }
+        Node::at(id, status, role)
     }
 
     fn backends() -> Vec<Backend> {

@@ -23,7 +23,7 @@ use crate::exit::Code;
 use crate::pgpool::Pgpool;
 
 /// The signals the launcher takes; all but SIGCHLD are forwarded to the app.
-const FORWARDED: &[Signal] = &[
+pub const FORWARDED: &[Signal] = &[
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGHUP,

@@ -23,7 +23,7 @@ const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 /// A stand-in `pgpool` that only answers `--version`, for rendering without the release.
 /// Written by a child process, so no thread of this test process ever holds it open for
 /// writing when another test forks (which would make executing it fail with ETXTBSY).
-fn fake_pgpool(dir: &Path, version_line: &str) -> PathBuf {
+fn version_printer(dir: &Path, version_line: &str) -> PathBuf {
     let bin = dir.join("pgpool");
     let status = Command::new("sh")
         .arg("-c")
@@ -105,7 +105,7 @@ fn keys(conf: &str) -> Vec<String> {
 #[test]
 fn family_4_1_renders_master_slave_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = print_config(&fake_pgpool(
+    let conf = print_config(&version_printer(
         dir.path(),
         "pgpool-II version 4.1.4 (karasukiboshi)",
     ));
@@ -147,7 +147,7 @@ fn family_4_3_and_4_6_golden_files() {
     ] {
         let sub = dir.path().join(name);
         std::fs::create_dir(&sub).unwrap();
-        let conf = print_config(&fake_pgpool(&sub, line));
+        let conf = print_config(&version_printer(&sub, line));
         check_golden(name, &conf);
         assert_eq!(
             settings(&conf).get(socket_key).map(String::as_str),
@@ -160,7 +160,7 @@ fn family_4_3_and_4_6_golden_files() {
 #[test]
 fn a_release_outside_the_known_families_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = fake_pgpool(dir.path(), "pgpool-II version 4.7.3 (ikaruboshi)");
+    let bin = version_printer(dir.path(), "pgpool-II version 4.7.3 (ikaruboshi)");
     let out = Command::new(BIN)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
