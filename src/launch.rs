@@ -60,6 +60,16 @@ pub fn run(cli: Cli) -> Result<Code> {
         print!("{}", r.pgpool_conf);
         return Ok(Code(0));
     }
+    // Signal handlers before the private directory exists: a SIGTERM from here on is queued
+    // for `serve` (which stops cleanly), instead of killing us with pool_passwd left in /tmp.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signals = {
+        let _ctx = runtime.enter();
+        Signals::install()?
+    };
     let dir = RuntimeDir::create(&settings.runtime_parent, settings.port)?;
     let rendered = render::render(
         &backends,
@@ -70,10 +80,6 @@ pub fn run(cli: Cli) -> Result<Code> {
     )?;
     dir.write_all(&rendered)?;
     dir.write(status::NODES_FILE, &status::nodes_file(&backends))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let rerender = discover::Rerender {
         backends: backends.clone(),
         settings: settings.clone(),
@@ -81,9 +87,15 @@ pub fn run(cli: Cli) -> Result<Code> {
         version,
         template,
     };
-    let code = runtime.block_on(serve(
-        &cli, &env, &settings, &backends, &bin, &dir, rerender,
-    ));
+    let launch = Launch {
+        cli: &cli,
+        env: &env,
+        settings: &settings,
+        backends: &backends,
+        bin: &bin,
+        dir: &dir,
+    };
+    let code = runtime.block_on(serve(launch, rerender, signals));
     // The runtime directory goes when `dir` drops, after pgpool is gone.
     drop(runtime);
     code
@@ -110,16 +122,29 @@ fn check_port_free(port: u16) -> Result<()> {
     }
 }
 
+/// What `run` prepared for `serve`: every value already checked, the files already written.
+struct Launch<'a> {
+    cli: &'a Cli,
+    env: &'a Env,
+    settings: &'a Settings,
+    backends: &'a [Backend],
+    bin: &'a std::path::Path,
+    dir: &'a RuntimeDir,
+}
+
 async fn serve(
-    cli: &Cli,
-    env: &Env,
-    settings: &Settings,
-    backends: &[Backend],
-    bin: &std::path::Path,
-    dir: &RuntimeDir,
+    launch: Launch<'_>,
     rerender: discover::Rerender,
+    mut signals: Signals,
 ) -> Result<Code> {
-    let mut signals = Signals::install()?;
+    let Launch {
+        cli,
+        env,
+        settings,
+        backends,
+        bin,
+        dir,
+    } = launch;
     let started = Instant::now();
     let mut pgpool = Pgpool::spawn(bin, dir, &backends[0].password, settings.stop_timeout)?;
     let deadline = tokio::time::Instant::now() + settings.ready_timeout;
