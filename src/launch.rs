@@ -154,7 +154,7 @@ async fn serve(
             anyhow!("pgpool was not ready within {}s: {e}", settings.ready_timeout.as_secs_f64())
         }),
         status = pgpool.wait() => {
-            let why = pgpool.last_error().map(|l| format!(": {l}")).unwrap_or_default();
+            let why = pgpool.last_error().await.map(|l| format!(": {l}")).unwrap_or_default();
             Err(anyhow!("pgpool exited during start ({status}){why}"))
         }
         sig = until_terminating(&mut signals, pgpool_pid) => {

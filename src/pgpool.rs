@@ -24,6 +24,8 @@ pub struct Pgpool {
     pgid: Pid,
     status: Option<ExitStatus>,
     last_error: Arc<Mutex<Option<String>>>,
+    /// The tasks relaying pgpool's stdout and stderr.
+    relays: Vec<tokio::task::JoinHandle<()>>,
     /// Stops the group and removes the runtime directory if the launcher is SIGKILLed.
     _guard: Option<Guard>,
 }
@@ -82,6 +84,7 @@ impl Pgpool {
         let guard = Guard::start(Pid::from_raw(pid as i32), dir.path(), stop_timeout);
         let last_error = Arc::new(Mutex::new(None));
         let scrub = Scrubber::new(password);
+        let mut relays = Vec::new();
         for stream in [
             child
                 .stderr
@@ -96,7 +99,7 @@ impl Pgpool {
         .flatten()
         {
             let (scrub, last_error) = (scrub.clone(), last_error.clone());
-            tokio::spawn(async move {
+            relays.push(tokio::spawn(async move {
                 let mut reader = BufReader::new(stream);
                 let mut level = tracing::Level::DEBUG;
                 let mut buf = Vec::new();
@@ -119,13 +122,14 @@ impl Pgpool {
                     }
                     crate::log::pgpool_line(level, &line);
                 }
-            });
+            }));
         }
         Ok(Pgpool {
             child,
             pgid: Pid::from_raw(pid as i32),
             status: None,
             last_error,
+            relays,
             _guard: guard,
         })
     }
@@ -135,7 +139,19 @@ impl Pgpool {
     }
 
     /// The last warning or error pgpool printed, to explain why it stopped.
-    pub fn last_error(&self) -> Option<String> {
+    ///
+    /// Once pgpool has exited, its last lines may still sit in the pipes: the relays get a
+    /// moment to reach end of file first, so the reason is not lost to a race.
+    pub async fn last_error(&mut self) -> Option<String> {
+        if self.status.is_some() {
+            let relays = std::mem::take(&mut self.relays);
+            let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                for r in relays {
+                    let _ = r.await;
+                }
+            })
+            .await;
+        }
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
 

@@ -244,7 +244,7 @@ pub async fn run(
                     pgpool.stop(stop_timeout).await;
                     return Ok(Code::from_status(app_status));
                 }
-                let why = pgpool.last_error().map(|l| format!(": {l}")).unwrap_or_default();
+                let why = pgpool.last_error().await.map(|l| format!(": {l}")).unwrap_or_default();
                 app.stop(app_stop_timeout).await;
                 pgpool.stop(stop_timeout).await;
                 // The one line that says what happened (printed by main).
