@@ -704,8 +704,11 @@ fn pgpool_dying_kills_an_app_that_ignores_sigterm_after_the_grace_period() {
     l.set("PGPOOL_APP_STOP_TIMEOUT", "1.5");
     let mut r = Run::spawn(bash(
         &l,
+        // `ready` only once the worker has exec'd `sleep`: the watcher records each process
+        // with the command line it first sees.
         r#"trap 'echo app got TERM' TERM
            sleep 1000 &
+           for i in $(seq 200); do [ "$(cat /proc/$!/comm 2>/dev/null)" = sleep ] && break; sleep 0.01; done
            echo ready
            while :; do sleep 0.05; done"#,
     ));
