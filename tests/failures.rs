@@ -156,6 +156,18 @@ fn check_broken(broken: &[common::load::Event]) {
     );
 }
 
+/// A launcher on `c` with the load running for 3 s; with `names`, only once pgpool knows both
+/// followers' replication names (auto_failback needs them).
+fn under_load(c: &Cluster, names: bool) -> (Live, Load) {
+    let live = Live::start(launcher(c));
+    if names {
+        live.wait_log("follower-name", 2, Duration::from_secs(15));
+    }
+    let load = Load::start(&live.url);
+    std::thread::sleep(Duration::from_secs(3));
+    (live, load)
+}
+
 fn pgpool_label() -> String {
     pgpool_bin().display().to_string()
 }
@@ -166,10 +178,7 @@ fn pgpool_label() -> String {
 fn follower_stopped_then_restarted() {
     let _t = turn();
     let c = Cluster::start(2);
-    let live = Live::start(launcher(&c));
-    live.wait_log("follower-name", 2, Duration::from_secs(15));
-    let load = Load::start(&live.url);
-    std::thread::sleep(Duration::from_secs(3));
+    let (live, load) = under_load(&c, true);
     let t_fail = load.now();
     c.node(2, "stop");
     std::thread::sleep(Duration::from_secs(6));
@@ -213,9 +222,7 @@ fn follower_stopped_then_restarted() {
 fn follower_killed_then_all_followers_gone() {
     let _t = turn();
     let c = Cluster::start(2);
-    let live = Live::start(launcher(&c));
-    let load = Load::start(&live.url);
-    std::thread::sleep(Duration::from_secs(3));
+    let (live, load) = under_load(&c, false);
     let t_fail = load.now();
     // The scenario: SIGKILL of the postmaster; its backends notice and exit.
     c.node(1, "kill-postmaster");
@@ -279,10 +286,7 @@ fn follower_killed_then_all_followers_gone() {
 fn primary_promoted() {
     let _t = turn();
     let c = Cluster::start(2);
-    let live = Live::start(launcher(&c));
-    live.wait_log("follower-name", 2, Duration::from_secs(15));
-    let load = Load::start(&live.url);
-    std::thread::sleep(Duration::from_secs(3));
+    let (live, load) = under_load(&c, true);
     let t_fail = load.now();
     c.node(0, "stop");
     c.node(1, "promote");

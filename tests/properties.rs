@@ -215,43 +215,34 @@ fn read_pool_passwd(line: &str) -> Option<(String, String)> {
         return None;
     }
     let b = line.as_bytes();
-    let mut i = 0;
-    let mut user = Vec::new();
-    let mut slash = false;
-    while i < b.len() {
-        if b[i] == b'\\' && !slash {
-            slash = true;
-            i += 1;
-            continue;
-        }
-        if b[i] == b':' && !slash {
-            break;
-        }
-        slash = false;
-        user.push(b[i]);
-        i += 1;
-    }
-    let mut pw = Vec::new();
-    let mut slash = false;
-    i += 1;
-    while i < b.len() && pw.len() < 128 {
-        if b[i] == b'\\' && !slash {
-            slash = true;
-            i += 1;
-            continue;
-        }
-        if b[i] == b':' && !slash {
-            break;
-        }
-        slash = false;
-        pw.push(b[i]);
-        i += 1;
-    }
+    let (user, rest) = token(b, usize::MAX);
+    // getNextToken keeps at most 128 bytes (MAX_TOKEN_LEN).
+    let (pw, _) = token(rest.get(1..).unwrap_or_default(), 128);
     let pw = String::from_utf8(pw).ok()?;
     Some((
         String::from_utf8(user).ok()?,
         pw.strip_prefix("TEXT")?.to_string(),
     ))
+}
+
+/// One pool_passwd token: up to an unescaped `:` (a backslash escapes the next byte), at most
+/// `limit` bytes; returns it and the rest, starting at the `:`.
+fn token(b: &[u8], limit: usize) -> (Vec<u8>, &[u8]) {
+    let (mut i, mut out, mut slash) = (0, Vec::new(), false);
+    while i < b.len() && out.len() < limit {
+        if b[i] == b'\\' && !slash {
+            slash = true;
+            i += 1;
+            continue;
+        }
+        if b[i] == b':' && !slash {
+            break;
+        }
+        slash = false;
+        out.push(b[i]);
+        i += 1;
+    }
+    (out, &b[i..])
 }
 
 fn check_accepted(i: &Input, bs: &[Backend], settings: &Settings) -> Result<(), TestCaseError> {
