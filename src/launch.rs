@@ -14,7 +14,7 @@ use crate::pgpool::Pgpool;
 use crate::runtime_dir::RuntimeDir;
 use crate::settings::{self, Env, Settings};
 use crate::supervise::{self, App, Signals};
-use crate::{app_env, discover, monitor, ready, render, status};
+use crate::{app_env, discover, monitor, pcp, ready, render, status};
 
 pub fn run(cli: Cli) -> Result<Code> {
     let env = Env::from_process();
@@ -79,6 +79,8 @@ pub fn run(cli: Cli) -> Result<Code> {
         template.as_deref(),
     )?;
     dir.write_all(&rendered)?;
+    let pcp_user = pcp::Credentials::generate()?;
+    dir.write("pcp.conf", &pcp_user.pcp_conf())?;
     dir.write(status::NODES_FILE, &status::nodes_file(&backends))?;
     let rerender = discover::Rerender {
         backends: backends.clone(),
@@ -94,6 +96,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         backends: &backends,
         bin: &bin,
         dir: &dir,
+        pcp: pcp::Pcp::new(dir.path(), pcp_user),
     };
     let code = runtime.block_on(serve(launch, rerender, signals));
     // The runtime directory goes when `dir` drops, after pgpool is gone.
@@ -130,6 +133,7 @@ struct Launch<'a> {
     backends: &'a [Backend],
     bin: &'a std::path::Path,
     dir: &'a RuntimeDir,
+    pcp: pcp::Pcp,
 }
 
 async fn serve(
@@ -144,6 +148,7 @@ async fn serve(
         backends,
         bin,
         dir,
+        pcp,
     } = launch;
     let started = Instant::now();
     let mut pgpool = Pgpool::spawn(bin, dir, &backends[0].password, settings.stop_timeout)?;
@@ -198,6 +203,7 @@ async fn serve(
         backends.to_vec(),
         settings.metrics_interval,
         nodes.clone(),
+        pcp,
     ));
     let vars = app_env::app_env(env, &backends[0], settings.port);
     let mut app = match App::spawn(&cli.command, &vars) {

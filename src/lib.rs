@@ -11,6 +11,7 @@ pub mod family;
 pub mod launch;
 pub mod log;
 pub mod monitor;
+pub mod pcp;
 pub mod pgpool;
 pub mod ready;
 pub mod render;

@@ -1,6 +1,10 @@
 //! While the app runs: one event line when a node goes up or down or changes role, and every
 //! `PGPOOL_METRICS_INTERVAL` one l2met metrics line per node, `source=` its variable. Also the
 //! connection budget, logged once at start.
+//!
+//! And the two repairs pgpool does not make by itself (see [`Repairs`]): a follower left
+//! following a dead primary after a promotion is detached, and a primary pgpool stopped looking
+//! for is handed to it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backends::Backend;
+use crate::pcp::{Command, Pcp};
 use crate::ready::{self, Node};
 use crate::settings::Settings;
 
@@ -40,6 +45,128 @@ pub fn changes(before: &[Node], now: &[Node]) -> Vec<Change> {
         }
     }
     out
+}
+
+/// A follower must be seen not replicating from the primary this long before it is detached:
+/// longer than a WAL receiver's reconnect (`wal_retrieve_retry_interval`, 5 s by default) takes
+/// after a blip, short enough that a follower of a dead primary stops serving reads within 15 s
+/// of a promotion (pgpool finds the new primary within about 3 s of it).
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+/// pgpool has no primary while a server says it is one for this long: pgpool's own search
+/// (`search_primary_node_timeout`) is over, so it will not find it by itself.
+pub const ADOPT_AFTER: Duration = Duration::from_secs(2);
+/// After a repair, pgpool's failover runs; nothing more is asked of it meanwhile.
+pub const COOLDOWN: Duration = Duration::from_secs(10);
+
+/// What pgpool does not do by itself, decided from one `SHOW POOL_NODES` after another.
+///
+/// 1. **A follower of a dead primary.** After a promotion pgpool finds the new primary, but a
+///    follower still streaming from the old one (or from nothing) stays in the pool and serves
+///    reads that never change again. When pgpool's streaming check shows a follower that *was*
+///    streaming from the primary now not streaming from the current one for [`STALE_AFTER`],
+///    while both servers answer, the follower is detached. pgpool's `auto_failback` brings it
+///    back once it streams from the current primary. A follower never seen streaming (its name
+///    unknown, or no `pg_monitor`) is left alone: there is no telling.
+/// 2. **A primary pgpool gave up on.** When no node is pgpool's primary and exactly one server
+///    answers as a primary for [`ADOPT_AFTER`], pgpool is told: promote it (pgpool's idea only:
+///    the server already is one) if pgpool has it up, attach it if pgpool has it down (a
+///    primary that restarted after the search, which pgpool never re-attaches).
+#[derive(Debug, Default)]
+pub struct Repairs {
+    streamed: Vec<bool>,
+    not_streaming_since: Vec<Option<Instant>>,
+    no_primary_since: Option<Instant>,
+    quiet_until: Option<Instant>,
+}
+
+impl Repairs {
+    /// The repair due now, if any.
+    pub fn next(&mut self, nodes: &[Node], now: Instant) -> Option<Command> {
+        let len = nodes.iter().map(|n| n.id + 1).max().unwrap_or(0);
+        if self.streamed.len() < len {
+            self.streamed.resize(len, false);
+            self.not_streaming_since.resize(len, None);
+        }
+        let quiet = self.quiet_until.is_some_and(|q| now < q);
+        let answers_as = |n: &Node, role: &str| {
+            n.pg_status.as_deref() == Some("up") && n.pg_role.as_deref() == Some(role)
+        };
+        let primary = nodes.iter().find(|n| n.role == "primary" && n.is_up());
+        let action = match primary {
+            Some(p) => {
+                self.no_primary_since = None;
+                let mut due = None;
+                for n in nodes.iter().filter(|n| n.id != p.id) {
+                    let since = &mut self.not_streaming_since[n.id];
+                    if n.replication_state == "streaming" {
+                        self.streamed[n.id] = true;
+                        *since = None;
+                    } else if n.is_up()
+                        && self.streamed[n.id]
+                        && answers_as(p, "primary")
+                        && answers_as(n, "standby")
+                    {
+                        let t = *since.get_or_insert(now);
+                        if now.duration_since(t) >= STALE_AFTER && due.is_none() {
+                            due = Some(Command::Detach(n.id));
+                        }
+                    } else {
+                        *since = None;
+                    }
+                }
+                due
+            }
+            None => {
+                self.not_streaming_since.iter_mut().for_each(|s| *s = None);
+                let claimants: Vec<&Node> =
+                    nodes.iter().filter(|n| answers_as(n, "primary")).collect();
+                match claimants.as_slice() {
+                    [c] => {
+                        let t = *self.no_primary_since.get_or_insert(now);
+                        (now.duration_since(t) >= ADOPT_AFTER).then(|| {
+                            if c.is_up() {
+                                Command::Promote(c.id)
+                            } else {
+                                Command::Attach(c.id)
+                            }
+                        })
+                    }
+                    _ => {
+                        self.no_primary_since = None;
+                        None
+                    }
+                }
+            }
+        };
+        if quiet {
+            return None;
+        }
+        if let Some(a) = action {
+            self.quiet_until = Some(now + COOLDOWN);
+            match a {
+                Command::Detach(n) => self.not_streaming_since[n] = None,
+                Command::Promote(_) | Command::Attach(_) => self.no_primary_since = None,
+            }
+        }
+        action
+    }
+}
+
+fn log_repair(backends: &[Backend], c: Command, result: &anyhow::Result<()>) {
+    let (id, event) = match c {
+        Command::Detach(n) => (n, "follower-stale-detached"),
+        Command::Promote(n) => (n, "primary-adopted"),
+        Command::Attach(n) => (n, "primary-reattached"),
+    };
+    match result {
+        Ok(()) => tracing::warn!(source = source(backends, id), node = id, "{event}"),
+        Err(e) => tracing::warn!(
+            source = source(backends, id),
+            node = id,
+            error = %format!("{e:#}"),
+            "{event}-failed"
+        ),
+    }
 }
 
 fn source(backends: &[Backend], id: usize) -> &str {
@@ -86,7 +213,9 @@ pub async fn run(
     backends: Vec<Backend>,
     interval: Option<Duration>,
     initial: Vec<Node>,
+    pcp: Pcp,
 ) {
+    let mut repairs = Repairs::default();
     let mut last = initial;
     let mut next_metrics = interval.map(|i| Instant::now() + i);
     let mut stop = match Stop::install() {
@@ -112,6 +241,12 @@ pub async fn run(
         {
             log_metrics(&backends, &nodes);
             next_metrics = Some(due + i);
+        }
+        if let Some(cmd) = repairs.next(&nodes, Instant::now()) {
+            tokio::select! {
+                r = pcp.run(cmd) => log_repair(&backends, cmd, &r),
+                _ = stop.recv() => return,
+            }
         }
         last = nodes;
     }
@@ -221,6 +356,129 @@ mod tests {
 
     fn n(id: usize, status: &str, role: &str) -> Node {
         Node::at(id, status, role)
+    }
+
+    /// A node as pgpool 4.3+ shows it: pgpool's status and role, the server's own answer, and
+    /// the streaming check's state.
+    fn live(id: usize, status: &str, role: &str, pg_role: &str, state: &str) -> Node {
+        Node {
+            pg_status: Some(if pg_role == "unknown" { "down" } else { "up" }.into()),
+            pg_role: Some(pg_role.into()),
+            replication_state: state.into(),
+            ..Node::at(id, status, role)
+        }
+    }
+
+    fn healthy() -> Vec<Node> {
+        vec![
+            live(0, "up", "primary", "primary", ""),
+            live(1, "up", "standby", "standby", "streaming"),
+            live(2, "up", "standby", "standby", "streaming"),
+        ]
+    }
+
+    /// Polls once a second; returns what was asked and when (seconds from `t0`).
+    fn drive(
+        r: &mut Repairs,
+        t0: Instant,
+        from: u64,
+        to: u64,
+        nodes: &[Node],
+    ) -> Vec<(u64, Command)> {
+        (from..to)
+            .filter_map(|s| r.next(nodes, t0 + Duration::from_secs(s)).map(|c| (s, c)))
+            .collect()
+    }
+
+    #[test]
+    fn a_follower_of_a_dead_primary_is_detached_once_after_the_grace() {
+        let (mut r, t0) = (Repairs::default(), Instant::now());
+        assert!(drive(&mut r, t0, 0, 5, &healthy()).is_empty());
+        // Node 1 promoted; node 2 still follows the old primary, which pgpool has down.
+        let after = vec![
+            live(0, "down", "standby", "unknown", ""),
+            live(1, "up", "primary", "primary", ""),
+            live(2, "up", "standby", "standby", ""),
+        ];
+        assert_eq!(
+            drive(&mut r, t0, 5, 30, &after),
+            vec![(10, Command::Detach(2)), (20, Command::Detach(2))],
+            "after the grace, and again only after the cooldown if pgpool kept it"
+        );
+    }
+
+    #[test]
+    fn followers_are_left_alone_when_no_one_can_tell() {
+        let t0 = Instant::now();
+        // Never seen streaming: no pg_monitor, or names unknown.
+        let mut r = Repairs::default();
+        let hidden: Vec<Node> = healthy()
+            .into_iter()
+            .map(|n| Node {
+                replication_state: String::new(),
+                ..n
+            })
+            .collect();
+        assert!(drive(&mut r, t0, 0, 30, &hidden).is_empty());
+        // The primary does not answer (pgpool has not noticed yet): states are empty because
+        // pgpool's check failed, not because the followers left.
+        let mut r = Repairs::default();
+        drive(&mut r, t0, 0, 2, &healthy());
+        let mut unreachable = hidden.clone();
+        unreachable[0] = live(0, "up", "primary", "unknown", "");
+        assert!(drive(&mut r, t0, 2, 30, &unreachable).is_empty());
+        // A follower that is down, or catching up for less than the grace.
+        let mut r = Repairs::default();
+        drive(&mut r, t0, 0, 2, &healthy());
+        let mut blip = healthy();
+        blip[1].replication_state = "catchup".into();
+        blip[2] = live(2, "down", "standby", "unknown", "");
+        assert!(drive(&mut r, t0, 2, 6, &blip).is_empty());
+        assert!(drive(&mut r, t0, 6, 30, &healthy()).is_empty());
+    }
+
+    #[test]
+    fn a_primary_pgpool_gave_up_on_is_adopted() {
+        let t0 = Instant::now();
+        // Promoted after pgpool's search: up in pgpool as a standby, a primary by its own word.
+        let mut r = Repairs::default();
+        let late = vec![
+            live(0, "down", "standby", "unknown", ""),
+            live(1, "up", "standby", "primary", ""),
+            live(2, "up", "standby", "standby", ""),
+        ];
+        assert_eq!(
+            drive(&mut r, t0, 0, 12, &late),
+            vec![(2, Command::Promote(1))]
+        );
+        // The old primary restarted after the search: pgpool keeps it down.
+        let mut r = Repairs::default();
+        let back = vec![
+            live(0, "down", "standby", "primary", ""),
+            live(1, "up", "standby", "standby", ""),
+        ];
+        assert_eq!(
+            drive(&mut r, t0, 0, 3, &back),
+            vec![(2, Command::Attach(0))]
+        );
+        // Two servers claim to be primary: not ours to choose.
+        let mut r = Repairs::default();
+        let split = vec![
+            live(0, "up", "standby", "primary", ""),
+            live(1, "up", "standby", "primary", ""),
+        ];
+        assert!(drive(&mut r, t0, 0, 30, &split).is_empty());
+        // Before 4.3 there is no pg_role: nothing is decided.
+        let mut r = Repairs::default();
+        let old: Vec<Node> = late
+            .iter()
+            .map(|n| Node {
+                pg_role: None,
+                pg_status: None,
+                ..n.clone()
+            })
+            .collect();
+        assert!(drive(&mut r, t0, 0, 30, &old).is_empty());
     }
 
     #[test]

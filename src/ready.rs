@@ -20,6 +20,13 @@ pub struct Node {
     pub select_count: u64,
     /// Replication delay in bytes of WAL as pgpool's streaming check last saw it.
     pub lag_bytes: u64,
+    /// The follower's `state` in the primary's `pg_stat_replication` (`streaming`), as
+    /// pgpool's streaming check last saw it; empty when pgpool cannot tell.
+    pub replication_state: String,
+    /// What the server itself says, asked afresh for this row: `up`/`down`, and
+    /// `primary`/`standby`/`unknown`. `None` before pgpool 4.3.
+    pub pg_status: Option<String>,
+    pub pg_role: Option<String>,
 }
 
 impl Node {
@@ -32,6 +39,9 @@ impl Node {
             role: role.into(),
             select_count: 0,
             lag_bytes: 0,
+            replication_state: String::new(),
+            pg_status: None,
+            pg_role: None,
         }
     }
 
@@ -100,10 +110,18 @@ fn parse_pool_nodes(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Node> {
                     .get("replication_delay")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
+                replication_state: optional(r, "replication_state").unwrap_or_default(),
+                pg_status: optional(r, "pg_status"),
+                pg_role: optional(r, "pg_role"),
             }),
             _ => None,
         })
         .collect()
+}
+
+/// A column older pgpools do not have (`get` would panic on a missing name).
+fn optional(r: &tokio_postgres::SimpleQueryRow, column: &str) -> Option<String> {
+    r.try_get(column).ok().flatten().map(str::to_string)
 }
 
 /// What one probe saw: the reason pgpool is not ready yet, naming backends by variable.

@@ -1,5 +1,5 @@
-//! Rendering: backends and settings -> the text of pgpool.conf, pool_hba.conf, pool_passwd and
-//! pcp.conf. Pure: nothing here touches the disk.
+//! Rendering: backends and settings -> the text of pgpool.conf, pool_hba.conf and pool_passwd
+//! (pcp.conf comes from pcp.rs). Pure: nothing here touches the disk.
 //!
 //! pgpool.conf has no escaping at all (NOTES Q4: `'` ends a value wherever it is, and the rest
 //! of the line is parsed as more settings), so every string must pass `conf_safe` before it is
@@ -18,16 +18,11 @@ use crate::settings::Settings;
 pub const PGPOOL_CONF_TEMPLATE: &str = include_str!("../templates/pgpool.conf.tera");
 pub const POOL_HBA_TEMPLATE: &str = include_str!("../templates/pool_hba.conf.tera");
 
-/// pcp listens only on its Unix socket in the private runtime directory, so the number only
-/// names that socket file.
-const PCP_PORT: u16 = 9898;
-
 #[derive(Debug)]
 pub struct Rendered {
     pub pgpool_conf: String,
     pub pool_hba: String,
     pub pool_passwd: Secret,
-    pub pcp_conf: String,
 }
 
 /// True when pgpool.conf can hold `value` between single quotes and read back exactly it.
@@ -91,7 +86,7 @@ pub fn render_with_names(
         pgpool_version: version.number(),
         pgpool_version_text: version.to_string(),
         port: settings.port,
-        pcp_port: PCP_PORT,
+        pcp_port: crate::pcp::PORT,
         rundir,
         user: &primary.user,
         dbname: &primary.dbname,
@@ -139,7 +134,6 @@ pub fn render_with_names(
         pgpool_conf,
         pool_hba,
         pool_passwd: pool_passwd(&primary.user, &primary.password),
-        pcp_conf: "# No pcp users: pcp commands are refused.\n".to_string(),
     })
 }
 

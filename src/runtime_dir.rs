@@ -38,8 +38,7 @@ impl RuntimeDir {
     pub fn write_all(&self, r: &Rendered) -> Result<()> {
         self.write("pgpool.conf", &r.pgpool_conf)?;
         self.write("pool_hba.conf", &r.pool_hba)?;
-        self.write("pool_passwd", r.pool_passwd.expose())?;
-        self.write("pcp.conf", &r.pcp_conf)
+        self.write("pool_passwd", r.pool_passwd.expose())
     }
 
     pub fn write(&self, name: &str, content: &str) -> Result<()> {
@@ -72,9 +71,9 @@ mod tests {
             pgpool_conf: "a".into(),
             pool_hba: "b".into(),
             pool_passwd: Secret::new("c"),
-            pcp_conf: "d".into(),
         })
         .unwrap();
+        rt.write("pcp.conf", "d").unwrap();
         for f in ["pgpool.conf", "pool_hba.conf", "pool_passwd", "pcp.conf"] {
             assert_eq!(mode(&rt.path().join(f)), 0o600, "{f}");
         }

@@ -174,11 +174,8 @@ mod tests {
     #[test]
     fn table_aligns_columns() {
         let nodes = vec![Node {
-            id: 0,
-            status: "waiting".into(),
-            role: "primary".into(),
             select_count: 12,
-            lag_bytes: 0,
+            ..Node::at(0, "waiting", "primary")
         }];
         let t = table(&nodes, &[("DATABASE_URL".into(), "h:5432".into())]);
         let lines: Vec<&str> = t.lines().collect();

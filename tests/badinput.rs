@@ -1210,7 +1210,8 @@ fn passwords_stay_in_pool_passwd_and_the_apps_url() {
         "files: {names:?}"
     );
 
-    // pcp: no TCP listener in pgpool's tree except the app port; no pcp user at all.
+    // pcp: no TCP listener in pgpool's tree except the app port; one pcp user, the launcher's
+    // own, whose random password pcp.conf holds only as an MD5.
     let listeners = tcp_listeners();
     let mut ports: Vec<u16> = Vec::new();
     for pid in &pgpool_pids {
@@ -1226,45 +1227,55 @@ fn passwords_stay_in_pool_passwd_and_the_apps_url() {
     ports.dedup();
     assert_eq!(ports, vec![l.port], "pgpool's TCP listeners");
     let pcp_conf = std::fs::read_to_string(rundir.join("pcp.conf")).unwrap();
+    let users: Vec<&str> = pcp_conf
+        .lines()
+        .filter(|l| !(l.trim().is_empty() || l.trim_start().starts_with('#')))
+        .collect();
+    assert_eq!(users.len(), 1, "pcp.conf: {pcp_conf:?}");
+    let (user, hash) = users[0].split_once(':').unwrap();
+    assert_eq!(user, "start-pgpool");
     assert!(
-        pcp_conf
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')),
-        "pcp.conf has no users: {pcp_conf:?}"
+        hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "pcp.conf holds a hash: {pcp_conf:?}"
     );
+    assert!(!pcp_conf.contains(&pw), "pcp.conf holds the app's password");
     if Path::new("/usr/sbin/pcp_node_count").exists() {
-        // Even the app's own password does not open pcp on its private socket.
+        // Even the app's own password does not open pcp on its private socket, under either
+        // user name.
+        let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
         let pass = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(
             pass.path(),
-            format!("*:*:app:{}\n", pw.replace('\\', "\\\\").replace(':', "\\:")),
+            format!("*:*:app:{escaped}\n*:*:start-pgpool:{escaped}\n"),
         )
         .unwrap();
         std::fs::set_permissions(pass.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
-        let out = Command::new("/usr/sbin/pcp_node_count")
-            .args([
-                "-h",
-                rundir.to_str().unwrap(),
-                "-p",
-                "9898",
-                "-U",
-                "app",
-                "-w",
-            ])
-            .env("PCPPASSFILE", pass.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            !out.status.success(),
-            "pcp accepted app's password: {}",
-            show(&out)
-        );
-        assert!(
-            stderr(&out).contains("authentication failed"),
-            "pcp refused for the right reason: {}",
-            show(&out)
-        );
+        for user in ["app", "start-pgpool"] {
+            let out = Command::new("/usr/sbin/pcp_node_count")
+                .args([
+                    "-h",
+                    rundir.to_str().unwrap(),
+                    "-p",
+                    "9898",
+                    "-U",
+                    user,
+                    "-w",
+                ])
+                .env("PCPPASSFILE", pass.path())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                !out.status.success(),
+                "pcp accepted the app's password for {user}: {}",
+                show(&out)
+            );
+            assert!(
+                stderr(&out).contains("authentication failed"),
+                "pcp refused {user} for the right reason: {}",
+                show(&out)
+            );
+        }
         let tcp = Command::new("/usr/sbin/pcp_node_count")
             .args(["-h", "127.0.0.1", "-p", "9898", "-U", "app", "-w"])
             .env("PCPPASSFILE", pass.path())
