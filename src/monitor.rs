@@ -48,10 +48,15 @@ pub fn changes(before: &[Node], now: &[Node]) -> Vec<Change> {
 }
 
 /// A follower must be seen not replicating from the primary this long before it is detached:
-/// longer than a WAL receiver's reconnect (`wal_retrieve_retry_interval`, 5 s by default) takes
-/// after a blip, short enough that a follower of a dead primary stops serving reads within 15 s
-/// of a promotion (pgpool finds the new primary within about 3 s of it).
-pub const STALE_AFTER: Duration = Duration::from_secs(5);
+/// longer than a WAL receiver takes to reconnect after a blip or a primary restart (it retries
+/// every `wal_retrieve_retry_interval`, 5 s by default), short enough that a follower of a dead
+/// primary stops serving reads within 15 s of a promotion (pgpool finds the new primary within
+/// about 3 s of it).
+pub const STALE_AFTER: Duration = Duration::from_secs(8);
+/// The same when the follower was last seen streaming from another node than today's primary:
+/// after a promotion a follower cannot be streaming from the new primary until something
+/// re-points it, so there is nothing to wait for but pgpool's next streaming check.
+pub const STALE_AFTER_PROMOTION: Duration = Duration::from_secs(2);
 /// pgpool has no primary while a server says it is one for this long: pgpool's own search
 /// (`search_primary_node_timeout`) is over, so it will not find it by itself.
 pub const ADOPT_AFTER: Duration = Duration::from_secs(2);
@@ -63,7 +68,8 @@ pub const COOLDOWN: Duration = Duration::from_secs(10);
 /// 1. **A follower of a dead primary.** After a promotion pgpool finds the new primary, but a
 ///    follower still streaming from the old one (or from nothing) stays in the pool and serves
 ///    reads that never change again. When pgpool's streaming check shows a follower that *was*
-///    streaming from the primary now not streaming from the current one for [`STALE_AFTER`],
+///    streaming from the primary now not streaming from the current one for [`STALE_AFTER`]
+///    ([`STALE_AFTER_PROMOTION`] when the primary is another node than it streamed from),
 ///    while both servers answer, the follower is detached. pgpool's `auto_failback` brings it
 ///    back once it streams from the current primary. A follower never seen streaming (its name
 ///    unknown, or no `pg_monitor`) is left alone: there is no telling.
@@ -73,7 +79,8 @@ pub const COOLDOWN: Duration = Duration::from_secs(10);
 ///    primary that restarted after the search, which pgpool never re-attaches).
 #[derive(Debug, Default)]
 pub struct Repairs {
-    streamed: Vec<bool>,
+    /// The primary each follower was last seen streaming from.
+    streamed_from: Vec<Option<usize>>,
     not_streaming_since: Vec<Option<Instant>>,
     no_primary_since: Option<Instant>,
     quiet_until: Option<Instant>,
@@ -83,8 +90,8 @@ impl Repairs {
     /// The repair due now, if any.
     pub fn next(&mut self, nodes: &[Node], now: Instant) -> Option<Command> {
         let len = nodes.iter().map(|n| n.id + 1).max().unwrap_or(0);
-        if self.streamed.len() < len {
-            self.streamed.resize(len, false);
+        if self.streamed_from.len() < len {
+            self.streamed_from.resize(len, None);
             self.not_streaming_since.resize(len, None);
         }
         let quiet = self.quiet_until.is_some_and(|q| now < q);
@@ -98,16 +105,22 @@ impl Repairs {
                 let mut due = None;
                 for n in nodes.iter().filter(|n| n.id != p.id) {
                     let since = &mut self.not_streaming_since[n.id];
+                    let from = self.streamed_from[n.id];
                     if n.replication_state == "streaming" {
-                        self.streamed[n.id] = true;
+                        self.streamed_from[n.id] = Some(p.id);
                         *since = None;
                     } else if n.is_up()
-                        && self.streamed[n.id]
+                        && from.is_some()
                         && answers_as(p, "primary")
                         && answers_as(n, "standby")
                     {
                         let t = *since.get_or_insert(now);
-                        if now.duration_since(t) >= STALE_AFTER && due.is_none() {
+                        let grace = if from == Some(p.id) {
+                            STALE_AFTER
+                        } else {
+                            STALE_AFTER_PROMOTION
+                        };
+                        if now.duration_since(t) >= grace && due.is_none() {
                             due = Some(Command::Detach(n.id));
                         }
                     } else {
@@ -401,9 +414,18 @@ mod tests {
             live(2, "up", "standby", "standby", ""),
         ];
         assert_eq!(
-            drive(&mut r, t0, 5, 30, &after),
-            vec![(10, Command::Detach(2)), (20, Command::Detach(2))],
-            "after the grace, and again only after the cooldown if pgpool kept it"
+            drive(&mut r, t0, 5, 25, &after),
+            vec![(7, Command::Detach(2)), (17, Command::Detach(2))],
+            "after the short grace, and again only after the cooldown if pgpool kept it"
+        );
+        // The same primary, a follower that stopped streaming from it: the long grace.
+        let (mut r, t0) = (Repairs::default(), Instant::now());
+        drive(&mut r, t0, 0, 5, &healthy());
+        let mut gone = healthy();
+        gone[2].replication_state = String::new();
+        assert_eq!(
+            drive(&mut r, t0, 5, 20, &gone),
+            vec![(13, Command::Detach(2))]
         );
     }
 
@@ -433,7 +455,7 @@ mod tests {
         let mut blip = healthy();
         blip[1].replication_state = "catchup".into();
         blip[2] = live(2, "down", "standby", "unknown", "");
-        assert!(drive(&mut r, t0, 2, 6, &blip).is_empty());
+        assert!(drive(&mut r, t0, 2, 9, &blip).is_empty());
         assert!(drive(&mut r, t0, 6, 30, &healthy()).is_empty());
     }
 

@@ -403,6 +403,57 @@ fn primary_promoted_after_pgpool_gave_up() {
     assert!(log.contains(" at=primary-adopted "), "{log}");
 }
 
+/// Beyond scenario 3: the primary itself stops and starts again after pgpool's search for a
+/// new one is over. pgpool never re-attaches a primary by itself (NOTES gotcha 4); the launcher
+/// sees the server answer as a primary and attaches it, with the same launcher and app.
+#[test]
+fn primary_restarted_after_pgpool_gave_up() {
+    let _t = turn();
+    let c = Cluster::start(2);
+    let (live, load) = under_load(&c, true);
+    let t_fail = load.now();
+    c.node(0, "stop");
+    std::thread::sleep(Duration::from_secs(6));
+    c.node(0, "start");
+    let t_back = load.now();
+    std::thread::sleep(Duration::from_secs(15));
+    let r = load.stop();
+    let log = live.log();
+    let t_end = r.events.last().unwrap().at;
+    let within = t_back + Duration::from_secs(10);
+    let writes_back = r
+        .last_failure(Who::Writer, t_fail)
+        .map(|t| since(t, t_back));
+    let late = [ANY_READER, Who::Connector, Who::Writer]
+        .iter()
+        .flat_map(|w| r.failures(*w, within, t_end))
+        .collect::<Vec<_>>();
+    let followers_late =
+        r.served_by(c.port(1), within, t_end) + r.served_by(c.port(2), within, t_end);
+    eprintln!(
+        "FIGURES primary_restarted pgpool={} hung={} writer_last_failure_after_restart_s={:?} \
+         failures_after_10s={} follower_reads_after_10s={} events: {}",
+        pgpool_label(),
+        r.hung(),
+        writes_back,
+        late.len(),
+        followers_late,
+        node_events(&log)
+    );
+    assert_eq!(r.hung(), 0, "hung:\n{}", Report::describe(&r.hung_events()));
+    assert!(
+        late.is_empty(),
+        "failures 10 s after the primary came back:\n{}\n{log}",
+        Report::describe(&late)
+    );
+    assert!(r.first_ok(Who::Writer, None, within).is_some(), "{log}");
+    assert!(log.contains(" at=primary-reattached "), "{log}");
+    assert!(
+        followers_late > 0,
+        "the followers serve reads again:\n{log}"
+    );
+}
+
 /// Scenario 4: the primary is unreachable at start. The launcher gives up within its readiness
 /// deadline with one line naming the primary's variable, and the app never starts.
 #[test]
