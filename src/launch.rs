@@ -14,7 +14,7 @@ use crate::pgpool::Pgpool;
 use crate::runtime_dir::RuntimeDir;
 use crate::settings::{self, Env, Settings};
 use crate::supervise::{self, App, Signals};
-use crate::{app_env, discover, monitor, pcp, ready, render, status};
+use crate::{app_env, discover, monitor, pcp, ready, render, status, stuck};
 
 pub fn run(cli: Cli) -> Result<Code> {
     let env = Env::from_process();
@@ -196,6 +196,9 @@ async fn serve(
     }
     if backends.len() > 1 {
         tokio::spawn(discover::run(rerender, pgpool_pid));
+    }
+    if let Some(after) = settings.stuck_timeout {
+        tokio::spawn(stuck::run(pgpool_pid, settings.port, after));
     }
     tokio::spawn(monitor::run(
         dir.path().to_path_buf(),

@@ -19,4 +19,5 @@ pub mod runtime_dir;
 pub mod secret;
 pub mod settings;
 pub mod status;
+pub mod stuck;
 pub mod supervise;

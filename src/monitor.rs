@@ -19,6 +19,9 @@ use crate::settings::Settings;
 /// How often node states are polled for events. One persistent session through pgpool does it,
 /// so a poll costs a query, not a SCRAM handshake.
 const POLL: Duration = Duration::from_secs(1);
+/// `SHOW POOL_NODES` asks every server afresh (a ping, and a login to read its role), which
+/// takes more than a second on a loaded machine; a poll that times out is skipped.
+const POLL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A change worth an event line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +63,10 @@ pub const STALE_AFTER_PROMOTION: Duration = Duration::from_secs(2);
 /// pgpool has no primary while a server says it is one for this long: pgpool's own search
 /// (`search_primary_node_timeout`) is over, so it will not find it by itself.
 pub const ADOPT_AFTER: Duration = Duration::from_secs(2);
+/// For this long after pgpool changes primaries, its streaming check may still show a
+/// follower's state from the old primary (the check does not run during a failover): it is
+/// not believed until a check has run against the new one (`sr_check_period` is 1 s).
+pub const SETTLE: Duration = Duration::from_secs(2);
 /// After a repair, pgpool's failover runs; nothing more is asked of it meanwhile.
 pub const COOLDOWN: Duration = Duration::from_secs(10);
 
@@ -82,6 +89,9 @@ pub struct Repairs {
     /// The primary each follower was last seen streaming from.
     streamed_from: Vec<Option<usize>>,
     not_streaming_since: Vec<Option<Instant>>,
+    /// pgpool's primary at the last poll, and from when its followers' states are believed.
+    primary: Option<usize>,
+    believe_from: Option<Instant>,
     no_primary_since: Option<Instant>,
     quiet_until: Option<Instant>,
 }
@@ -102,13 +112,25 @@ impl Repairs {
         let action = match primary {
             Some(p) => {
                 self.no_primary_since = None;
+                if self.primary != Some(p.id) {
+                    // The first primary seen was already pgpool's before we looked; any later
+                    // one is new.
+                    self.believe_from = Some(match self.believe_from {
+                        None => now,
+                        Some(_) => now + SETTLE,
+                    });
+                    self.primary = Some(p.id);
+                }
+                let settled = self.believe_from.is_some_and(|t| now >= t);
                 let mut due = None;
                 for n in nodes.iter().filter(|n| n.id != p.id) {
                     let since = &mut self.not_streaming_since[n.id];
                     let from = self.streamed_from[n.id];
                     if n.replication_state == "streaming" {
-                        self.streamed_from[n.id] = Some(p.id);
-                        *since = None;
+                        if settled {
+                            self.streamed_from[n.id] = Some(p.id);
+                            *since = None;
+                        }
                     } else if n.is_up()
                         && from.is_some()
                         && answers_as(p, "primary")
@@ -130,6 +152,7 @@ impl Repairs {
                 due
             }
             None => {
+                self.primary = None;
                 self.not_streaming_since.iter_mut().for_each(|s| *s = None);
                 let claimants: Vec<&Node> =
                     nodes.iter().filter(|n| answers_as(n, "primary")).collect();
@@ -242,10 +265,11 @@ pub async fn run(
         }
         // A session per poll over pgpool's private socket (trust on `local`, since only our user
         // can reach the 0700 directory): cheap, and never held open across a shutdown.
-        let nodes = match tokio::time::timeout(POLL, poll(&socket_dir, port, &backends[0])).await {
-            Ok(Ok(n)) => n,
-            _ => continue,
-        };
+        let nodes =
+            match tokio::time::timeout(POLL_TIMEOUT, poll(&socket_dir, port, &backends[0])).await {
+                Ok(Ok(n)) => n,
+                _ => continue,
+            };
         for ch in changes(&last, &nodes) {
             log_change(&backends, &ch);
         }
@@ -255,6 +279,23 @@ pub async fn run(
             log_metrics(&backends, &nodes);
             next_metrics = Some(due + i);
         }
+        tracing::debug!(
+            nodes = nodes
+                .iter()
+                .map(|n| format!(
+                    "{}:{}/{}/{}/{}/{}",
+                    n.id,
+                    n.status,
+                    n.role,
+                    n.pg_status.as_deref().unwrap_or("-"),
+                    n.pg_role.as_deref().unwrap_or("-"),
+                    n.replication_state
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+                .as_str(),
+            "pool-nodes"
+        );
         if let Some(cmd) = repairs.next(&nodes, Instant::now()) {
             tokio::select! {
                 r = pcp.run(cmd) => log_repair(&backends, cmd, &r),
@@ -413,9 +454,13 @@ mod tests {
             live(1, "up", "primary", "primary", ""),
             live(2, "up", "standby", "standby", ""),
         ];
+        // pgpool's first rows under the new primary still show node 2's old state.
+        let mut cached = after.clone();
+        cached[2].replication_state = "streaming".into();
+        assert!(drive(&mut r, t0, 5, 6, &cached).is_empty());
         assert_eq!(
-            drive(&mut r, t0, 5, 25, &after),
-            vec![(7, Command::Detach(2)), (17, Command::Detach(2))],
+            drive(&mut r, t0, 6, 25, &after),
+            vec![(8, Command::Detach(2)), (18, Command::Detach(2))],
             "after the short grace, and again only after the cooldown if pgpool kept it"
         );
         // The same primary, a follower that stopped streaming from it: the long grace.

@@ -77,6 +77,9 @@ pub struct Settings {
     pub max_lag_bytes: Option<u64>,
     /// `PGPOOL_METRICS_INTERVAL`: how often node metrics are logged; `None` = off.
     pub metrics_interval: Option<Duration>,
+    /// `PGPOOL_STUCK_TIMEOUT`: a pgpool child blocked this long in a read from a backend while
+    /// its session is idle is SIGKILLed (stuck.rs); `None` = off.
+    pub stuck_timeout: Option<Duration>,
     /// `PGPOOL_MAX_CONNECTIONS_SHARE`: warn when this dyno's pgpool may hold more than this share
     /// of a node's `max_connections`.
     pub max_connections_share: f64,
@@ -124,16 +127,8 @@ impl Settings {
                 None => None,
                 Some(v) => Some(parse_bytes("PGPOOL_MAX_LAG", v)?),
             },
-            metrics_interval: match env.get("PGPOOL_METRICS_INTERVAL")? {
-                None => Some(Duration::from_secs(60)),
-                Some(v) => match v.trim().parse::<u32>() {
-                    Ok(0) => None,
-                    Ok(n) if n <= 86_400 => Some(Duration::from_secs(n.into())),
-                    _ => bail!(
-                        "PGPOOL_METRICS_INTERVAL: must be a whole number of seconds from 0 (off) to 86400"
-                    ),
-                },
-            },
+            metrics_interval: seconds_or_off(env, "PGPOOL_METRICS_INTERVAL", 60, 86_400)?,
+            stuck_timeout: seconds_or_off(env, "PGPOOL_STUCK_TIMEOUT", 5, 3600)?,
             max_connections_share: match env.get("PGPOOL_MAX_CONNECTIONS_SHARE")? {
                 None => 0.5,
                 Some(v) => match v.trim().parse::<f64>() {
@@ -265,6 +260,18 @@ fn runtime_parent(var: &str, path: PathBuf, port: u16) -> Result<PathBuf> {
 }
 
 /// Seconds, fractions allowed (`2.5`), from 0.1 s to one hour.
+/// Whole seconds, 0 meaning off.
+fn seconds_or_off(env: &Env, var: &str, default: u32, max: u32) -> Result<Option<Duration>> {
+    let n = match env.get(var)? {
+        None => default,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n <= max => n,
+            _ => bail!("{var}: must be a whole number of seconds from 0 (off) to {max}"),
+        },
+    };
+    Ok((n > 0).then(|| Duration::from_secs(n.into())))
+}
+
 fn duration_var(env: &Env, var: &str, default: f64) -> Result<Duration> {
     let secs = match env.get(var)? {
         None => default,

@@ -79,6 +79,11 @@ impl Live {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Children the launcher found stuck and SIGKILLed (src/stuck.rs).
+    fn stuck_kills(&self) -> usize {
+        self.log().matches(" at=pgpool-child-stuck ").count()
+    }
+
     /// Waits (max `timeout`) until the launcher has logged `n` lines with `at=<at>`.
     fn wait_log(&self, at: &str, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
@@ -159,7 +164,11 @@ fn check_broken(broken: &[common::load::Event]) {
 /// A launcher on `c` with the load running for 3 s; with `names`, only once pgpool knows both
 /// followers' replication names (auto_failback needs them).
 fn under_load(c: &Cluster, names: bool) -> (Live, Load) {
-    let live = Live::start(launcher(c));
+    under_load_with(launcher(c), names)
+}
+
+fn under_load_with(l: Launcher, names: bool) -> (Live, Load) {
+    let live = Live::start(l);
     if names {
         live.wait_log("follower-name", 2, Duration::from_secs(15));
     }
@@ -172,13 +181,22 @@ fn pgpool_label() -> String {
     pgpool_bin().display().to_string()
 }
 
-/// Scenario 1 with a follower stopped (`pg_ctl -m immediate`), then scenario 2: the same
-/// follower started again serves reads within 5 s, the launcher untouched.
-#[test]
-fn follower_stopped_then_restarted() {
-    let _t = turn();
-    let c = Cluster::start(2);
-    let (live, load) = under_load(&c, true);
+/// What scenario 1 with an immediate stop measured.
+struct FollowerStopped {
+    hung: usize,
+    hung_events: Vec<common::load::Event>,
+    broken: Vec<common::load::Event>,
+    new_conn: Vec<common::load::Event>,
+    writer_failures: usize,
+    back: Option<Duration>,
+    stuck_kills: usize,
+    log: String,
+}
+
+/// Follower 2 stopped with `pg_ctl -m immediate` under load, started again 6 s later, with
+/// the launcher `l`.
+fn follower_stopped(c: &Cluster, l: Launcher) -> FollowerStopped {
+    let (live, load) = under_load_with(l, true);
     let t_fail = load.now();
     c.node(2, "stop");
     std::thread::sleep(Duration::from_secs(6));
@@ -188,31 +206,107 @@ fn follower_stopped_then_restarted() {
     std::thread::sleep(Duration::from_secs(6));
     let r = load.stop();
     let (p2, t_end) = (c.port(2), r.events.last().unwrap().at);
-    let broken = r.broken_healthy(&[p2], t_fail);
-    let new_conn = r.failures(Who::Connector, t_fail + NEW_SESSIONS_WITHIN, t_start);
-    let back = r.first_ok(Who::Connector, Some(p2), t_started);
+    FollowerStopped {
+        hung: r.hung(),
+        hung_events: r.hung_events(),
+        broken: r.broken_healthy(&[p2], t_fail),
+        new_conn: r.failures(Who::Connector, t_fail + NEW_SESSIONS_WITHIN, t_start),
+        writer_failures: r.failures(Who::Writer, t_fail, t_end).len(),
+        back: r
+            .first_ok(Who::Connector, Some(p2), t_started)
+            .map(|b| b - t_started),
+        stuck_kills: live.stuck_kills(),
+        log: live.log(),
+    }
+}
+
+impl FollowerStopped {
+    fn figures(&self, label: &str) -> String {
+        format!(
+            "{label} hung={} broken_healthy={} new_conn_failures_after_3s={} writer_failures={} \
+             stuck_children_killed={} | restarted: back_after_s={:?}",
+            self.hung,
+            self.broken.len(),
+            self.new_conn.len(),
+            self.writer_failures,
+            self.stuck_kills,
+            self.back.map(secs),
+        )
+    }
+}
+
+/// Scenario 1 with a follower stopped (`pg_ctl -m immediate`), then scenario 2: the same
+/// follower started again serves reads within 5 s, the launcher untouched.
+#[test]
+fn follower_stopped_then_restarted() {
+    let _t = turn();
+    let c = Cluster::start(2);
+    let f = follower_stopped(&c, launcher(&c));
     eprintln!(
-        "FIGURES follower_stopped pgpool={} hung={} broken_healthy={} new_conn_failures_after_3s={} \
-         writer_failures={} | restarted: back_after_s={:?}",
-        pgpool_label(),
-        r.hung(),
-        broken.len(),
-        new_conn.len(),
-        r.failures(Who::Writer, t_fail, t_end).len(),
-        back.map(|b| secs(b - t_started)),
+        "FIGURES {}",
+        f.figures(&format!("follower_stopped pgpool={}", pgpool_label()))
     );
-    assert_eq!(r.hung(), 0, "hung:\n{}", Report::describe(&r.hung_events()));
-    check_broken(&broken);
+    assert_eq!(f.hung, 0, "hung:\n{}", Report::describe(&f.hung_events));
+    check_broken(&f.broken);
     assert!(
-        new_conn.is_empty(),
+        f.new_conn.is_empty(),
         "new sessions failed:\n{}",
-        Report::describe(&new_conn)
+        Report::describe(&f.new_conn)
     );
-    let back = back.unwrap_or_else(|| panic!("node 2 never served reads again:\n{}", live.log()));
+    check_no_stuck_kills(f.stuck_kills, &f.log);
+    let back = f
+        .back
+        .unwrap_or_else(|| panic!("node 2 never served reads again:\n{}", f.log));
     assert!(
-        back - t_started <= Duration::from_secs(5),
-        "node 2 served reads only {:?} after it started",
-        back - t_started
+        back <= Duration::from_secs(5),
+        "node 2 served reads only {back:?} after it started"
+    );
+}
+
+/// The watchdog for stuck children must never fire on the pgpool we build, which does not get
+/// stuck: every kill there would be a healthy session broken.
+fn check_no_stuck_kills(kills: usize, log: &str) {
+    if pgpool_bin() == built_pgpool() {
+        assert_eq!(
+            kills, 0,
+            "the watchdog killed children of our pgpool:\n{log}"
+        );
+    }
+}
+
+/// Scenario 1 on Debian's stock pgpool 4.3.5, which leaves sessions hung for ever after an
+/// immediate stop of a follower (PGPOOL_FAILOVER.md, mechanism D): once with the launcher's
+/// watchdog off (figures only: the hang is a race), once with it on, where no session may hang.
+/// Healthy sessions do break on stock pgpool; the figures say how many.
+#[test]
+fn stock_pgpool_follower_stopped_with_and_without_the_watchdog() {
+    if !std::path::Path::new(DEBIAN_PGPOOL).is_file() {
+        eprintln!("SKIP: no {DEBIAN_PGPOOL} (Debian's pgpool2 package)");
+        return;
+    }
+    let _t = turn();
+    let mut figures = Vec::new();
+    let mut with = None;
+    for timeout in ["0", "5"] {
+        let c = Cluster::start(2);
+        let mut l = launcher(&c);
+        l.set("PGPOOL_BIN", DEBIAN_PGPOOL)
+            .set("PGPOOL_STUCK_TIMEOUT", timeout);
+        let f = follower_stopped(&c, l);
+        figures.push(f.figures(&format!("stuck_timeout={timeout}")));
+        with = Some(f);
+    }
+    eprintln!(
+        "FIGURES stock_follower_stopped pgpool={DEBIAN_PGPOOL} {}",
+        figures.join(" || ")
+    );
+    let f = with.unwrap();
+    assert_eq!(
+        f.hung,
+        0,
+        "hung with the watchdog on:\n{}\n{}",
+        Report::describe(&f.hung_events),
+        f.log
     );
 }
 
@@ -254,15 +348,18 @@ fn follower_killed_then_all_followers_gone() {
         .map(|t| secs(t - t_all));
     eprintln!(
         "FIGURES follower_killed pgpool={} hung={} broken_healthy={} new_conn_failures_after_3s={} \
-         | all_followers_gone: failures_after_2s={} last_failure_after_s={:?} reads_on_primary={}",
+         stuck_children_killed={} | all_followers_gone: failures_after_2s={} last_failure_after_s={:?} \
+         reads_on_primary={}",
         pgpool_label(),
         r.hung(),
         broken.len(),
         new_conn.len(),
+        live.stuck_kills(),
         late.len(),
         recovered,
         on_primary
     );
+    check_no_stuck_kills(live.stuck_kills(), &live.log());
     assert_eq!(r.hung(), 0, "hung:\n{}", Report::describe(&r.hung_events()));
     check_broken(&broken);
     assert!(
@@ -327,7 +424,9 @@ fn promotion(r: &Report, c: &Cluster, t_fail: Duration, t_promoted: Duration) ->
     }
 }
 
-fn check_promotion(p: &Promotion, r: &Report, log: &str) {
+fn check_promotion(p: &Promotion, r: &Report, live: &Live) {
+    let log = &live.log();
+    check_no_stuck_kills(live.stuck_kills(), log);
     assert_eq!(p.hung, 0, "hung:\n{}", Report::describe(&r.hung_events()));
     assert!(
         p.late_writes.is_empty(),
@@ -369,7 +468,7 @@ fn primary_promoted() {
         p.stale_last,
         node_events(&log)
     );
-    check_promotion(&p, &r, &log);
+    check_promotion(&p, &r, &live);
 }
 
 /// Scenario 3, promoted late: follower 1 is promoted only after pgpool's search for a new
@@ -399,7 +498,7 @@ fn primary_promoted_after_pgpool_gave_up() {
         p.stale_last,
         node_events(&log)
     );
-    check_promotion(&p, &r, &log);
+    check_promotion(&p, &r, &live);
     assert!(log.contains(" at=primary-adopted "), "{log}");
 }
 
@@ -448,6 +547,7 @@ fn primary_restarted_after_pgpool_gave_up() {
     );
     assert!(r.first_ok(Who::Writer, None, within).is_some(), "{log}");
     assert!(log.contains(" at=primary-reattached "), "{log}");
+    check_no_stuck_kills(live.stuck_kills(), &log);
     assert!(
         followers_late > 0,
         "the followers serve reads again:\n{log}"

@@ -1,0 +1,339 @@
+//! Stuck pgpool children: found from /proc, cleared with SIGKILL.
+//!
+//! Stock pgpool (4.3 to 4.7) can leave a child blocked for ever in a read from a backend after
+//! a follower stops abruptly (PGPOOL_FAILOVER.md, mechanism D: PostgreSQL's shutdown notice is
+//! pushed back unread, and the child then waits on the primary, which has nothing to say). Its
+//! client waits for ever too, and the child's slot is lost until pgpool restarts. The pgpool
+//! this buildpack ships is patched against it; any other may hang.
+//!
+//! The signature, all of which must hold for `PGPOOL_STUCK_TIMEOUT` seconds of samples, the
+//! same file descriptor throughout:
+//! - a direct child of pgpool's main process whose title says its session is `idle` or
+//!   `idle in transaction` (a child running a query shows the query's tag instead);
+//! - blocked in `read(2)` (`/proc/PID/syscall`);
+//! - on a TCP socket that is not its client's (local port is not `PGPOOL_PORT`): a backend;
+//! - while its client has sent something it has not read, or has hung up (the client socket
+//!   has bytes queued, or is in CLOSE-WAIT).
+//!
+//! An idle session waits in `select()` on all its sockets; it never blocks reading one of
+//! them, so this does not match a healthy child. The one healthy case that comes close: a
+//! client that sends Parse/Describe/Sync (no Execute, so the title stays `idle`), whose
+//! statement then waits longer than the timeout for a lock, and that sends more before the
+//! answer. That child would be killed and its client would see a closed connection. SIGKILL, never SIGQUIT: pgpool refills the
+//! slot of a child that died by a signal, while a child that exits on SIGQUIT is not replaced
+//! (PGPOOL_FAILOVER.md section 5.2). The client sees its connection closed and can reconnect.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::time::Instant;
+
+/// What one sample found about one pgpool child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    pub pid: i32,
+    /// Its title says its session is idle.
+    pub idle: bool,
+    /// The descriptor it is blocked reading, if it is blocked in `read(2)` on a backend socket.
+    pub reading_backend: Option<i32>,
+    /// Its client sent bytes it has not read, or hung up.
+    pub client_waiting: bool,
+}
+
+impl Child {
+    fn stuck_on(&self) -> Option<i32> {
+        self.reading_backend
+            .filter(|_| self.idle && self.client_waiting)
+    }
+}
+
+/// True when a child's title (`/proc/PID/cmdline`: `pgpool: user db host(port) idle`, padded
+/// with NULs or spaces) says its session is idle.
+pub fn idle_title(cmdline: &[u8]) -> bool {
+    let t = String::from_utf8_lossy(cmdline);
+    let t = t.trim_end_matches(['\0', ' ']);
+    t.starts_with("pgpool: ") && (t.ends_with(" idle") || t.ends_with(" idle in transaction"))
+}
+
+/// The descriptor of a `read(2)` the process is blocked in, from `/proc/PID/syscall`
+/// (`NR arg0 arg1 ...`, hex arguments; `running` or `-1 ...` when not in a system call).
+pub fn blocked_read(syscall: &str, sys_read: i64) -> Option<i32> {
+    let mut f = syscall.split_whitespace();
+    let nr: i64 = f.next()?.parse().ok()?;
+    if nr != sys_read {
+        return None;
+    }
+    let fd = f.next()?.strip_prefix("0x")?;
+    i32::from_str_radix(fd, 16).ok()
+}
+
+/// One row of `/proc/net/tcp`, the columns used here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tcp {
+    pub local_port: u16,
+    pub state: u8,
+    pub rx_queue: u64,
+}
+
+const TCP_CLOSE_WAIT: u8 = 0x08;
+const TCP_LISTEN: u8 = 0x0A;
+
+/// TCP sockets by inode, from `/proc/net/tcp` or `/proc/net/tcp6`.
+pub fn tcp_sockets(table: &str) -> HashMap<u64, Tcp> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = f.get(1)?.rsplit(':').next()?;
+            let (_, rx) = f.get(4)?.split_once(':')?;
+            let tcp = Tcp {
+                local_port: u16::from_str_radix(port, 16).ok()?,
+                state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+            };
+            Some((f.get(9)?.parse().ok()?, tcp))
+        })
+        .collect()
+}
+
+/// The client's socket (on `port`, not the listener) has unread bytes or is half closed.
+fn client_waiting(sockets: &[Tcp], port: u16) -> bool {
+    sockets
+        .iter()
+        .filter(|t| t.local_port == port && t.state != TCP_LISTEN)
+        .any(|t| t.rx_queue > 0 || t.state == TCP_CLOSE_WAIT)
+}
+
+/// Children seen stuck, and since when: the decision, apart from /proc.
+#[derive(Debug, Default)]
+pub struct Watch {
+    since: HashMap<i32, (i32, Instant)>,
+}
+
+impl Watch {
+    /// The pids stuck for at least `after` as of this sample.
+    pub fn update(&mut self, children: &[Child], now: Instant, after: Duration) -> Vec<i32> {
+        let mut next = HashMap::new();
+        let mut due = Vec::new();
+        for c in children {
+            let Some(fd) = c.stuck_on() else {
+                continue;
+            };
+            let first = match self.since.get(&c.pid) {
+                Some(&(f, t)) if f == fd => t,
+                _ => now,
+            };
+            if now.duration_since(first) >= after {
+                due.push(c.pid);
+            } else {
+                next.insert(c.pid, (fd, first));
+            }
+        }
+        self.since = next;
+        due
+    }
+}
+
+/// One sample of pgpool's children from /proc. Children that vanish meanwhile are skipped.
+pub fn sample(pgpool: Pid, port: u16) -> Vec<Child> {
+    let mut tcp = HashMap::new();
+    for t in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(t) {
+            tcp.extend(tcp_sockets(&text));
+        }
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| parent(pid) == Some(pgpool.as_raw()))
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+            let reading_backend = blocked_read(&syscall, nix::libc::SYS_read).filter(|fd| {
+                socket_inode(pid, *fd)
+                    .and_then(|i| tcp.get(&i))
+                    .is_some_and(|t| t.local_port != port)
+            });
+            let sockets: Vec<Tcp> = socket_inodes(pid)
+                .iter()
+                .filter_map(|i| tcp.get(i).copied())
+                .collect();
+            Some(Child {
+                pid,
+                idle: idle_title(&cmdline),
+                reading_backend,
+                client_waiting: client_waiting(&sockets, port),
+            })
+        })
+        .collect()
+}
+
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn socket_inode(pid: i32, fd: i32) -> Option<u64> {
+    inode_of(&std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?)
+}
+
+fn inode_of(link: &std::path::Path) -> Option<u64> {
+    link.to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+fn socket_inodes(pid: i32) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| inode_of(&std::fs::read_link(e.ok()?.path()).ok()?))
+        .collect()
+}
+
+/// Samples pgpool's children once a second and SIGKILLs those stuck for `after`; runs until
+/// dropped. Only direct children of `pgpool` are ever signalled, checked again just before.
+pub async fn run(pgpool: Pid, port: u16, after: Duration) {
+    let mut watch = Watch::default();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let children = tokio::task::spawn_blocking(move || sample(pgpool, port))
+            .await
+            .unwrap_or_default();
+        for pid in watch.update(&children, Instant::now(), after) {
+            if parent(pid) != Some(pgpool.as_raw()) {
+                continue;
+            }
+            let killed = kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok();
+            tracing::warn!(pid, killed, after_s = after.as_secs(), "pgpool-child-stuck");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_of_idle_sessions() {
+        assert!(idle_title(b"pgpool: app appdb 127.0.0.1(4242) idle\0\0\0"));
+        assert!(idle_title(
+            b"pgpool: app appdb 127.0.0.1(4242) idle in transaction   "
+        ));
+        assert!(!idle_title(b"pgpool: app appdb 127.0.0.1(4242) SELECT\0"));
+        assert!(!idle_title(b"pgpool: wait for connection request\0"));
+        assert!(!idle_title(b"pgpool: health check process(0)\0"));
+        // A database called `idle` with a query running.
+        assert!(!idle_title(b"pgpool: app idle 127.0.0.1(4242) UPDATE"));
+    }
+
+    #[test]
+    fn blocked_reads_give_their_descriptor() {
+        assert_eq!(
+            blocked_read("0 0x7 0x55d0 0x5 0x0 0x0 0x0 0x7ffc 0x7f12\n", 0),
+            Some(7)
+        );
+        assert_eq!(
+            blocked_read("23 0x8 0x55d0 0x0 0x0 0x0 0x0 0x7ffc 0x7f\n", 0),
+            None
+        );
+        assert_eq!(blocked_read("running\n", 0), None);
+        assert_eq!(blocked_read("-1 0x7ffc 0x7f12\n", 0), None);
+        assert_eq!(
+            blocked_read("63 0xc 0x0 0x0 0x0 0x0 0x0 0x0 0x0", 63),
+            Some(12)
+        );
+    }
+
+    #[test]
+    fn tcp_table_by_inode() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+           0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1 0000000000000000 100 0 0 10 0\n\
+           1: 0100007F:1538 0100007F:9E8A 08 00000000:0000001F 00:00000000 00000000   105        0 42 1 0000000000000000 20 4 30 10 -1\n";
+        let m = tcp_sockets(t);
+        let listener = Tcp {
+            local_port: 5432,
+            state: TCP_LISTEN,
+            rx_queue: 0,
+        };
+        let half_closed = Tcp {
+            local_port: 5432,
+            state: TCP_CLOSE_WAIT,
+            rx_queue: 31,
+        };
+        assert_eq!(m.get(&31337), Some(&listener));
+        assert_eq!(m.get(&42), Some(&half_closed));
+        assert_eq!(m.len(), 2);
+        assert!(client_waiting(&[listener, half_closed], 5432));
+        assert!(!client_waiting(&[listener], 5432));
+        let quiet = Tcp {
+            state: 0x01,
+            rx_queue: 0,
+            ..half_closed
+        };
+        assert!(!client_waiting(&[quiet], 5432));
+        assert!(client_waiting(
+            &[Tcp {
+                rx_queue: 5,
+                ..quiet
+            }],
+            5432
+        ));
+        assert!(!client_waiting(
+            &[Tcp {
+                rx_queue: 5,
+                ..quiet
+            }],
+            6432
+        ));
+    }
+
+    fn child(pid: i32, idle: bool, fd: Option<i32>) -> Child {
+        Child {
+            pid,
+            idle,
+            reading_backend: fd,
+            client_waiting: true,
+        }
+    }
+
+    #[test]
+    fn only_a_steady_idle_blocked_read_is_due() {
+        let (mut w, t0, after) = (Watch::default(), Instant::now(), Duration::from_secs(5));
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let stuck = child(10, true, Some(7));
+        let busy = child(11, false, Some(7));
+        let waiting = child(12, true, None);
+        let unasked = Child {
+            client_waiting: false,
+            ..child(13, true, Some(7))
+        };
+        let all = [stuck.clone(), busy, waiting, unasked];
+        for s in 0..5 {
+            assert!(w.update(&all, at(s), after).is_empty());
+        }
+        assert_eq!(w.update(&all, at(5), after), vec![10]);
+        // Another descriptor, or a sample without the read, starts the clock again.
+        let mut w = Watch::default();
+        w.update(std::slice::from_ref(&stuck), at(0), after);
+        w.update(&[child(10, true, Some(8))], at(3), after);
+        assert!(
+            w.update(&[child(10, true, Some(8))], at(7), after)
+                .is_empty()
+        );
+        w.update(&[child(10, true, None)], at(8), after);
+        assert!(
+            w.update(std::slice::from_ref(&stuck), at(12), after)
+                .is_empty()
+        );
+        assert_eq!(w.update(&[stuck], at(17), after), vec![10]);
+    }
+}
