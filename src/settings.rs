@@ -406,6 +406,8 @@ mod tests {
             ("PGPOOL_MAX_LAG", "-1MB"),
             ("PGPOOL_METRICS_INTERVAL", "1.5"),
             ("PGPOOL_METRICS_INTERVAL", "x"),
+            ("PGPOOL_STUCK_TIMEOUT", "3601"),
+            ("PGPOOL_STUCK_TIMEOUT", "off"),
             ("PGPOOL_MAX_CONNECTIONS_SHARE", "0"),
             ("PGPOOL_MAX_CONNECTIONS_SHARE", "1.5"),
         ] {
@@ -460,5 +462,9 @@ mod tests {
         assert_eq!(parse_bytes("V", "1GB").unwrap(), 1 << 30);
         let s = Settings::from_env(&env(&[("PGPOOL_METRICS_INTERVAL", "0")])).unwrap();
         assert_eq!(s.metrics_interval, None);
+        let s = Settings::from_env(&env(&[("PGPOOL_STUCK_TIMEOUT", "0")])).unwrap();
+        assert_eq!(s.stuck_timeout, None);
+        let s = Settings::from_env(&env(&[])).unwrap();
+        assert_eq!(s.stuck_timeout, Some(Duration::from_secs(5)));
     }
 }
