@@ -188,30 +188,44 @@ async fn serve(
             tracing::warn!(source = b.var.as_str(), "follower-down");
         }
     }
-    // Both run beside the app (the app need not wait for a log line) and are dropped with the
-    // runtime when `serve` returns.
+    // These run beside the app (the app need not wait for a log line) until the launch starts
+    // stopping: from then on nothing of ours opens a session that would hold pgpool's smart
+    // shutdown open, reloads pgpool, or repairs nodes.
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     {
         let (port, backends, settings) = (settings.port, backends.to_vec(), settings.clone());
-        tokio::spawn(async move { monitor::log_budget(port, &backends, &settings).await });
+        tokio::spawn(until_stopping(
+            async move { monitor::log_budget(port, &backends, &settings).await },
+            stopping_rx.clone(),
+        ));
     }
     if backends.len() > 1 {
-        tokio::spawn(discover::run(rerender, pgpool_pid));
+        tokio::spawn(until_stopping(
+            discover::run(rerender, pgpool_pid),
+            stopping_rx.clone(),
+        ));
     }
+    // The watchdog alone keeps running while the launch stops: a stuck child would hold
+    // pgpool's smart shutdown (Heroku's SIGTERM) open until the platform's SIGKILL.
     if let Some(after) = settings.stuck_timeout {
         tokio::spawn(stuck::run(pgpool_pid, settings.port, after));
     }
-    tokio::spawn(monitor::run(
-        dir.path().to_path_buf(),
-        settings.port,
-        backends.to_vec(),
-        settings.metrics_interval,
-        nodes.clone(),
-        pcp,
+    tokio::spawn(until_stopping(
+        monitor::run(
+            dir.path().to_path_buf(),
+            settings.port,
+            backends.to_vec(),
+            settings.metrics_interval,
+            nodes.clone(),
+            pcp,
+        ),
+        stopping_rx,
     ));
     let vars = app_env::app_env(env, &backends[0], settings.port);
     let mut app = match App::spawn(&cli.command, &vars) {
         Ok(a) => a,
         Err(e) => {
+            stopping.send_replace(true);
             pgpool.stop(settings.stop_timeout).await;
             crate::error::print(&anyhow!("{}: {e}", cli.command[0].to_string_lossy()));
             return Ok(Code::from_spawn_error(&e));
@@ -221,10 +235,22 @@ async fn serve(
         &mut app,
         &mut pgpool,
         &mut signals,
+        &stopping,
         settings.stop_timeout,
         settings.app_stop_timeout,
     )
     .await
+}
+
+/// Runs `task` until it ends or `stopping` turns true.
+async fn until_stopping(
+    task: impl std::future::Future<Output = ()>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = task => {}
+        _ = stopping.wait_for(|&s| s) => {}
+    }
 }
 
 /// Waits for a signal that should end a launch still starting up; others are dealt with.

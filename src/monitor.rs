@@ -20,8 +20,9 @@ use crate::settings::Settings;
 /// so a poll costs a query, not a SCRAM handshake.
 const POLL: Duration = Duration::from_secs(1);
 /// `SHOW POOL_NODES` asks every server afresh (a ping, and a login to read its role), which
-/// takes more than a second on a loaded machine; a poll that times out is skipped.
-const POLL_TIMEOUT: Duration = Duration::from_secs(5);
+/// takes more than a second on a loaded machine, and up to pgpool's `connect_timeout` (3 s)
+/// for each server whose address does not answer at all; a poll that times out is skipped.
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A change worth an event line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,9 +241,9 @@ fn log_metrics(backends: &[Backend], nodes: &[Node]) {
     }
 }
 
-/// Watches pgpool until the task is dropped, or until a signal that starts a shutdown: from
-/// then on no new session of ours may keep pgpool's smart shutdown waiting. `initial` is what
-/// readiness saw.
+/// Watches pgpool, and repairs what [`Repairs`] finds, until the task is dropped (launch.rs
+/// drops it as soon as the launch starts stopping, so no session of ours keeps pgpool's smart
+/// shutdown waiting). `initial` is what readiness saw.
 pub async fn run(
     socket_dir: PathBuf,
     port: u16,
@@ -254,15 +255,8 @@ pub async fn run(
     let mut repairs = Repairs::default();
     let mut last = initial;
     let mut next_metrics = interval.map(|i| Instant::now() + i);
-    let mut stop = match Stop::install() {
-        Ok(s) => s,
-        Err(_) => return,
-    };
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            _ = stop.recv() => return,
-        }
+        tokio::time::sleep(POLL).await;
         // A session per poll over pgpool's private socket (trust on `local`, since only our user
         // can reach the 0700 directory): cheap, and never held open across a shutdown.
         let nodes =
@@ -297,28 +291,30 @@ pub async fn run(
             "pool-nodes"
         );
         if let Some(cmd) = repairs.next(&nodes, Instant::now()) {
-            tokio::select! {
-                r = pcp.run(cmd) => log_repair(&backends, cmd, &r),
-                _ = stop.recv() => return,
-            }
+            let r = pcp.run(cmd).await;
+            log_repair(&backends, cmd, &r);
         }
         last = nodes;
     }
 }
 
-async fn poll(
-    socket_dir: &Path,
-    port: u16,
-    primary: &Backend,
-) -> Result<Vec<Node>, tokio_postgres::Error> {
+async fn poll(socket_dir: &Path, port: u16, primary: &Backend) -> anyhow::Result<Vec<Node>> {
     let (c, conn) = socket_config(socket_dir, port, &primary.user, &primary.dbname)
         .connect(tokio_postgres::NoTls)
         .await?;
-    let conn = tokio::spawn(conn);
-    let nodes = ready::show_pool_nodes(&c).await;
+    // The session is driven here rather than spawned: when a poll times out and this future is
+    // dropped, the session goes with it instead of holding a pgpool child until pgpool answers.
+    let mut conn = std::pin::pin!(conn);
+    let nodes = tokio::select! {
+        n = ready::show_pool_nodes(&c) => n?,
+        r = &mut conn => {
+            r?;
+            anyhow::bail!("pgpool closed the session");
+        }
+    };
     drop(c);
     let _ = conn.await;
-    nodes
+    Ok(nodes)
 }
 
 /// A session over pgpool's Unix socket in the runtime directory; `local` is trusted there.
@@ -337,33 +333,6 @@ pub fn socket_config(
         .ssl_mode(tokio_postgres::config::SslMode::Disable)
         .connect_timeout(Duration::from_secs(2));
     cfg
-}
-
-/// The signals after which the launcher is shutting down.
-struct Stop(Vec<tokio::signal::unix::Signal>);
-
-impl Stop {
-    fn install() -> std::io::Result<Stop> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Stop(vec![
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::hangup())?,
-            signal(SignalKind::quit())?,
-        ]))
-    }
-
-    async fn recv(&mut self) {
-        let [a, b, c, d] = &mut self.0[..] else {
-            return;
-        };
-        tokio::select! {
-            _ = a.recv() => {}
-            _ = b.recv() => {}
-            _ = c.recv() => {}
-            _ = d.recv() => {}
-        }
-    }
 }
 
 /// Backend connections this pgpool may hold on each node (NOTES gotcha 12: every child keeps

@@ -90,7 +90,10 @@ fn cstrings(parts: &[&str]) -> Vec<u8> {
 }
 
 /// A node command: detach (`D`), attach (`C`), or promote (`J`, which pgpool 4.3+ reads as
-/// "`<id> `", NUL, then `n`: only change pgpool's idea of the primary, promote nothing).
+/// "`<id> `", NUL, then `n`: pgpool's idea of the primary only, the server is not touched).
+/// A promote also detaches every other node ("follow degeneration", pgpool_main.c
+/// `exec_follow_primary_command`, even with no follow_primary_command); `auto_failback` brings
+/// back those that stream from the new primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     Detach(usize),
@@ -173,12 +176,20 @@ fn nul_terminated(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
-/// The message of an `E` reply: fields are a type byte and a string each; `M` is the message.
+/// The text of an `E` reply: fields are a type byte and a string each; `M` is the message
+/// and `D` its detail, where pgpool often puts the reason.
 pub fn error_text(body: &[u8]) -> String {
-    body.split(|&c| c == 0)
-        .find_map(|f| f.strip_prefix(b"M"))
-        .map(|m| String::from_utf8_lossy(m).into_owned())
-        .unwrap_or_else(|| "an error without a message".to_string())
+    let field = |t: &[u8]| {
+        body.split(|&c| c == 0)
+            .find_map(|f| f.strip_prefix(t))
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+    };
+    match (field(b"M"), field(b"D")) {
+        (Some(m), Some(d)) => format!("{m}: {d}"),
+        (Some(m), None) => m,
+        (None, Some(d)) => d,
+        (None, None) => "an error without a message".to_string(),
+    }
 }
 
 /// Reads replies until one tagged `tag`; notices (`N`) are skipped, errors (`E`) returned.
@@ -250,11 +261,12 @@ mod tests {
     }
 
     #[test]
-    fn error_text_is_the_m_field() {
+    fn error_text_is_message_and_detail() {
         assert_eq!(
-            error_text(b"SERROR\0Mnode id 7 is not valid\0Dmore\0\0"),
-            "node id 7 is not valid"
+            error_text(b"SERROR\0Mcould not process promote request\0Dnode id 7 is not valid\0\0"),
+            "could not process promote request: node id 7 is not valid"
         );
+        assert_eq!(error_text(b"SERROR\0Mno detail\0\0"), "no detail");
         assert_eq!(error_text(b"\0"), "an error without a message");
     }
 }

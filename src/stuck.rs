@@ -138,7 +138,10 @@ impl Watch {
 }
 
 /// One sample of pgpool's children from /proc. Children that vanish meanwhile are skipped.
-pub fn sample(pgpool: Pid, port: u16) -> Vec<Child> {
+/// The flag is true when the system refused us a child's `/proc/PID/syscall` (a ptrace
+/// policy such as Yama's `ptrace_scope=2`): then nothing can be found stuck.
+pub fn sample(pgpool: Pid, port: u16) -> (Vec<Child>, bool) {
+    let blind = std::cell::Cell::new(false);
     let mut tcp = HashMap::new();
     for t in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = std::fs::read_to_string(t) {
@@ -146,13 +149,22 @@ pub fn sample(pgpool: Pid, port: u16) -> Vec<Child> {
         }
     }
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+    let children = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| parent(pid) == Some(pgpool.as_raw()))
         .filter_map(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+            let syscall = match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+                Ok(s) => s,
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        blind.set(true);
+                    }
+                    return None;
+                }
+            };
             let reading_backend = blocked_read(&syscall, nix::libc::SYS_read).filter(|fd| {
                 socket_inode(pid, *fd)
                     .and_then(|i| tcp.get(&i))
@@ -169,7 +181,8 @@ pub fn sample(pgpool: Pid, port: u16) -> Vec<Child> {
                 client_waiting: client_waiting(&sockets, port),
             })
         })
-        .collect()
+        .collect();
+    (children, blind.get())
 }
 
 fn parent(pid: i32) -> Option<i32> {
@@ -203,11 +216,19 @@ fn socket_inodes(pid: i32) -> Vec<u64> {
 /// dropped. Only direct children of `pgpool` are ever signalled, checked again just before.
 pub async fn run(pgpool: Pid, port: u16, after: Duration) {
     let mut watch = Watch::default();
+    let mut said_blind = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let children = tokio::task::spawn_blocking(move || sample(pgpool, port))
+        let (children, blind) = tokio::task::spawn_blocking(move || sample(pgpool, port))
             .await
             .unwrap_or_default();
+        if blind && !said_blind {
+            tracing::warn!(
+                reason = "this system does not let the launcher read /proc/PID/syscall of pgpool's children",
+                "stuck-watchdog-blind"
+            );
+            said_blind = true;
+        }
         for pid in watch.update(&children, Instant::now(), after) {
             if parent(pid) != Some(pgpool.as_raw()) {
                 continue;

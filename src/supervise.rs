@@ -205,10 +205,13 @@ fn owns_terminal() -> bool {
 }
 
 /// Runs the app beside a ready pgpool until one of them ends; returns the launcher's code.
+/// `shutdown` turns true as soon as the launch starts to end (a stop signal, or either
+/// process exiting), for the tasks that run beside the app.
 pub async fn run(
     app: &mut App,
     pgpool: &mut Pgpool,
     signals: &mut Signals,
+    shutdown: &tokio::sync::watch::Sender<bool>,
     stop_timeout: Duration,
     app_stop_timeout: Duration,
 ) -> Result<Code> {
@@ -225,16 +228,23 @@ pub async fn run(
                 } else {
                     tracing::debug!(signal = %sig, "forward");
                     stopping |= is_terminating(sig);
+                    // Not SIGHUP: many apps take it as "reload" and keep running, and should
+                    // keep their monitoring and repairs. (Its exit, if it does exit, counts.)
+                    if matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) {
+                        shutdown.send_replace(true);
+                    }
                     app.forward(sig);
                 }
             }
             status = app.wait() => {
+                shutdown.send_replace(true);
                 tracing::info!(status = %status, "app-exited");
                 pgpool.stop(stop_timeout).await;
                 tracing::info!("pgpool-stopped");
                 return Ok(Code::from_status(status));
             }
             status = pgpool.wait() => {
+                shutdown.send_replace(true);
                 if stopping && status.success() {
                     // Someone else (the platform) asked pgpool to stop as well; the app is
                     // already draining, so it gets its grace period and no second signal.
