@@ -472,8 +472,9 @@ fn primary_promoted() {
 }
 
 /// Scenario 3, promoted late: follower 1 is promoted only after pgpool's search for a new
-/// primary (`search_primary_node_timeout`, 10 s) has given up. pgpool never looks again by
-/// itself; the launcher sees a server that says it is the primary and hands it to pgpool.
+/// primary (`search_primary_node_timeout`, 3 s) has given up, as a provider's slower promotion
+/// would be. pgpool never looks again by itself; the launcher sees a server that says it is the
+/// primary and hands it to pgpool.
 #[test]
 fn primary_promoted_after_pgpool_gave_up() {
     let _t = turn();
@@ -481,7 +482,7 @@ fn primary_promoted_after_pgpool_gave_up() {
     let (live, load) = under_load(&c, true);
     let t_fail = load.now();
     c.node(0, "stop");
-    std::thread::sleep(Duration::from_secs(13));
+    std::thread::sleep(Duration::from_secs(8));
     c.node(1, "promote");
     let t_promoted = load.now();
     std::thread::sleep(Duration::from_secs(18));
