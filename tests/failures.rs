@@ -661,6 +661,15 @@ fn missing_pg_monitor_is_logged_once() {
     let _t = turn();
     let c = Cluster::start(1);
     c.psql(0, "revoke pg_monitor from app");
+    // The launcher asks the follower, which must have replayed the revoke first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.psql(1, "select pg_has_role('app', 'pg_monitor', 'USAGE')") != "f" {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never replayed the revoke"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let live = Live::start(launcher(&c));
     live.wait_log("replication-state-hidden", 1, Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(1));
