@@ -137,52 +137,73 @@ impl Watch {
     }
 }
 
-/// One sample of pgpool's children from /proc. Children that vanish meanwhile are skipped.
+/// One sample of pgpool's children from /proc: those whose title says idle and that are
+/// blocked in `read(2)` (two small reads per child; a healthy pgpool has none such, so the
+/// socket tables are read only when there is one). Children that vanish meanwhile are skipped.
 /// The flag is true when the system refused us a child's `/proc/PID/syscall` (a ptrace
 /// policy such as Yama's `ptrace_scope=2`): then nothing can be found stuck.
 pub fn sample(pgpool: Pid, port: u16) -> (Vec<Child>, bool) {
-    let blind = std::cell::Cell::new(false);
-    let mut tcp = HashMap::new();
-    for t in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        if let Ok(text) = std::fs::read_to_string(t) {
-            tcp.extend(tcp_sockets(&text));
+    let mut blind = false;
+    let mut tcp: Option<HashMap<u64, Tcp>> = None;
+    let mut found = Vec::new();
+    for pid in children_of(pgpool.as_raw()) {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if !idle_title(&cmdline) {
+            continue;
         }
+        let syscall = match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+            Ok(s) => s,
+            Err(e) => {
+                blind |= e.kind() == std::io::ErrorKind::PermissionDenied;
+                continue;
+            }
+        };
+        let Some(fd) = blocked_read(&syscall, nix::libc::SYS_read) else {
+            continue;
+        };
+        let tcp = tcp.get_or_insert_with(|| {
+            let mut m = HashMap::new();
+            for t in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                if let Ok(text) = std::fs::read_to_string(t) {
+                    m.extend(tcp_sockets(&text));
+                }
+            }
+            m
+        });
+        let on_backend = socket_inode(pid, fd)
+            .and_then(|i| tcp.get(&i))
+            .is_some_and(|t| t.local_port != port);
+        let sockets: Vec<Tcp> = socket_inodes(pid)
+            .iter()
+            .filter_map(|i| tcp.get(i).copied())
+            .collect();
+        found.push(Child {
+            pid,
+            idle: true,
+            reading_backend: on_backend.then_some(fd),
+            client_waiting: client_waiting(&sockets, port),
+        });
+    }
+    (found, blind)
+}
+
+/// pgpool's direct children: the kernel's list for its (single-threaded) main process, or a
+/// scan of /proc where the kernel does not keep one.
+fn children_of(pgpool: i32) -> Vec<i32> {
+    if let Ok(list) = std::fs::read_to_string(format!("/proc/{pgpool}/task/{pgpool}/children")) {
+        return list
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
     }
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return (Vec::new(), false);
+        return Vec::new();
     };
-    let children = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| parent(pid) == Some(pgpool.as_raw()))
-        .filter_map(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let syscall = match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
-                Ok(s) => s,
-                Err(e) => {
-                    if e.kind() == std::io::ErrorKind::PermissionDenied {
-                        blind.set(true);
-                    }
-                    return None;
-                }
-            };
-            let reading_backend = blocked_read(&syscall, nix::libc::SYS_read).filter(|fd| {
-                socket_inode(pid, *fd)
-                    .and_then(|i| tcp.get(&i))
-                    .is_some_and(|t| t.local_port != port)
-            });
-            let sockets: Vec<Tcp> = socket_inodes(pid)
-                .iter()
-                .filter_map(|i| tcp.get(i).copied())
-                .collect();
-            Some(Child {
-                pid,
-                idle: idle_title(&cmdline),
-                reading_backend,
-                client_waiting: client_waiting(&sockets, port),
-            })
-        })
-        .collect();
-    (children, blind.get())
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| parent(pid) == Some(pgpool))
+        .collect()
 }
 
 fn parent(pid: i32) -> Option<i32> {
@@ -219,9 +240,8 @@ pub async fn run(pgpool: Pid, port: u16, after: Duration) {
     let mut said_blind = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (children, blind) = tokio::task::spawn_blocking(move || sample(pgpool, port))
-            .await
-            .unwrap_or_default();
+        // A few small reads of /proc: done in place, no thread of its own.
+        let (children, blind) = sample(pgpool, port);
         if blind && !said_blind {
             tracing::warn!(
                 reason = "this system does not let the launcher read /proc/PID/syscall of pgpool's children",
