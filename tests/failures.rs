@@ -489,9 +489,21 @@ fn primary_promoted_after_pgpool_gave_up() {
     let r = load.stop();
     let log = live.log();
     let p = promotion(&r, &c, t_fail, t_promoted);
+    // What the writer was told while there was no primary (README: "When nodes fail").
+    let mut without_primary: Vec<String> = r
+        .failures(Who::Writer, t_fail + Duration::from_secs(4), t_promoted)
+        .into_iter()
+        .filter_map(|e| match e.outcome {
+            common::load::Outcome::Err(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    without_primary.sort();
+    without_primary.dedup();
     eprintln!(
         "FIGURES primary_promoted_late pgpool={} hung={} promoted_after_s={} \
-         writer_last_failure_after_promote_s={:?} last_stale_read_after_promote_s={:?} events: {}",
+         writer_last_failure_after_promote_s={:?} last_stale_read_after_promote_s={:?} \
+         writer_errors_without_primary={without_primary:?} events: {}",
         pgpool_label(),
         p.hung,
         secs(t_promoted - t_fail),

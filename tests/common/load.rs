@@ -137,10 +137,18 @@ fn record(events: &Mutex<Vec<Event>>, t0: Instant, who: Who, outcome: Outcome) {
 
 type Client = tokio_postgres::Client;
 
+/// A server's error by its SQLSTATE and message (tokio-postgres alone says only "db error").
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.code().code(), d.message()),
+        None => e.to_string(),
+    }
+}
+
 async fn connect(cfg: &tokio_postgres::Config) -> Result<Client, Outcome> {
     match tokio::time::timeout(HANG, cfg.connect(tokio_postgres::NoTls)).await {
         Err(_) => Err(Outcome::Hung),
-        Ok(Err(e)) => Err(Outcome::Err(e.to_string())),
+        Ok(Err(e)) => Err(Outcome::Err(error_text(&e))),
         Ok(Ok((c, conn))) => {
             tokio::spawn(conn);
             Ok(c)
@@ -158,7 +166,7 @@ async fn port_of(c: &Client, write: bool) -> Result<u16, Outcome> {
     };
     match tokio::time::timeout(HANG, run).await {
         Err(_) => Err(Outcome::Hung),
-        Ok(Err(e)) => Err(Outcome::Err(e.to_string())),
+        Ok(Err(e)) => Err(Outcome::Err(error_text(&e))),
         Ok(Ok(msgs)) => msgs
             .iter()
             .find_map(|m| match m {
