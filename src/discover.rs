@@ -25,7 +25,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 use crate::backends::Backend;
 use crate::family::Version;
-use crate::monitor::socket_config;
+use crate::monitor::{socket_config, with_session};
 use crate::render;
 use crate::settings::Settings;
 
@@ -125,11 +125,8 @@ fn rows(msgs: &[SimpleQueryMessage]) -> impl Iterator<Item = &tokio_postgres::Si
 }
 
 async fn probe(socket_dir: &Path, port: u16, primary: &Backend) -> Result<Probe> {
-    let (c, conn) = socket_config(socket_dir, port, &primary.user, &primary.dbname)
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    let conn = tokio::spawn(conn);
-    let result = async {
+    let cfg = socket_config(socket_dir, port, &primary.user, &primary.dbname);
+    with_session(cfg, |c| async move {
         let nodes = c.simple_query("SHOW POOL_NODES").await?;
         let lb = rows(&nodes)
             .find(|r| r.get("load_balance_node") == Some("true"))
@@ -160,26 +157,21 @@ async fn probe(socket_dir: &Path, port: u16, primary: &Backend) -> Result<Probe>
             }
             _ => Probe::Nothing,
         })
-    }
-    .await;
-    drop(c);
-    let _ = conn.await;
-    result
+    })
+    .await
 }
 
 async fn primary_names(socket_dir: &Path, port: u16, primary: &Backend) -> Result<Vec<String>> {
-    let (c, conn) = socket_config(socket_dir, port, &primary.user, &primary.dbname)
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    let conn = tokio::spawn(conn);
-    let msgs = c
-        .simple_query("/*NO LOAD BALANCE*/ SELECT application_name FROM pg_stat_replication")
-        .await;
-    drop(c);
-    let _ = conn.await;
-    Ok(rows(&msgs?)
-        .filter_map(|r| r.get(0).map(str::to_string))
-        .collect())
+    let cfg = socket_config(socket_dir, port, &primary.user, &primary.dbname);
+    with_session(cfg, |c| async move {
+        let msgs = c
+            .simple_query("/*NO LOAD BALANCE*/ SELECT application_name FROM pg_stat_replication")
+            .await?;
+        Ok(rows(&msgs)
+            .filter_map(|r| r.get(0).map(str::to_string))
+            .collect())
+    })
+    .await
 }
 
 /// One round: the names found for every backend (index = node id; the primary's is `None`),

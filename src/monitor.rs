@@ -299,22 +299,35 @@ pub async fn run(
 }
 
 async fn poll(socket_dir: &Path, port: u16, primary: &Backend) -> anyhow::Result<Vec<Node>> {
-    let (c, conn) = socket_config(socket_dir, port, &primary.user, &primary.dbname)
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    // The session is driven here rather than spawned: when a poll times out and this future is
-    // dropped, the session goes with it instead of holding a pgpool child until pgpool answers.
+    let cfg = socket_config(socket_dir, port, &primary.user, &primary.dbname);
+    with_session(
+        cfg,
+        |c| async move { Ok(ready::show_pool_nodes(&c).await?) },
+    )
+    .await
+}
+
+/// Runs `work` on a new session, driving the session here rather than on a task of its own:
+/// when a caller's timeout drops this future, the session goes with it, instead of holding a
+/// pgpool child until pgpool answers. `work` owns the client, so the session ends with it.
+pub async fn with_session<T, F>(
+    cfg: tokio_postgres::Config,
+    work: impl FnOnce(tokio_postgres::Client) -> F,
+) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
     let mut conn = std::pin::pin!(conn);
-    let nodes = tokio::select! {
-        n = ready::show_pool_nodes(&c) => n?,
+    let out = tokio::select! {
+        out = work(c) => out?,
         r = &mut conn => {
             r?;
             anyhow::bail!("pgpool closed the session");
         }
     };
-    drop(c);
     let _ = conn.await;
-    Ok(nodes)
+    Ok(out)
 }
 
 /// A session over pgpool's Unix socket in the runtime directory; `local` is trusted there.

@@ -207,10 +207,7 @@ fn children_of(pgpool: i32) -> Vec<i32> {
 }
 
 fn parent(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    crate::supervise::proc_state_and_parent(pid).map(|(_, ppid)| ppid)
 }
 
 fn socket_inode(pid: i32, fd: i32) -> Option<u64> {

@@ -279,21 +279,37 @@ pub fn reap_strays(exclude: &[Pid]) {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let pid = Pid::from_raw(pid);
-        if exclude.contains(&pid) {
+        if exclude.contains(&Pid::from_raw(pid)) {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<i32>().ok()));
-        if state == Some("Z") && ppid == Some(me.as_raw()) {
-            let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        if proc_state_and_parent(pid) == Some(('Z', me.as_raw())) {
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
         }
+    }
+}
+
+/// A process's state letter and parent pid, from `/proc/PID/stat`.
+pub fn proc_state_and_parent(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields resume after the command name, which is in parentheses and may hold spaces.
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = f.next()?.chars().next()?;
+    Some((state, f.next()?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_gives_state_and_parent() {
+        let me = std::process::id() as i32;
+        let (state, ppid) = proc_state_and_parent(me).unwrap();
+        assert!(state.is_ascii_uppercase(), "{state}");
+        assert_eq!(ppid, nix::unistd::getppid().as_raw());
+        assert_eq!(proc_state_and_parent(-1), None);
     }
 }
