@@ -1,12 +1,15 @@
-//! The command line: options, then the app's command. Nothing here reads the environment.
+//! The command line: options, then the app's command. Nothing here reads the environment; its
+//! `--help` lists every setting the environment may hold, from their one definition.
 
 use std::ffi::OsString;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
+
+use crate::config::settings;
 
 /// Run Pgpool-II beside COMMAND so its reads spread over a PostgreSQL primary and its
-/// followers. Configured by environment variables (PGPOOL_URLS, PGPOOL_PORT, ...; see
-/// README.md); DATABASE_URL is pointed at pgpool for COMMAND.
+/// followers. Configured by environment variables (listed below; see README.md);
+/// DATABASE_URL is pointed at pgpool for COMMAND.
 #[derive(Debug, Parser)]
 #[command(
     name = "start-pgpool",
@@ -44,7 +47,35 @@ pub enum Sub {
 }
 
 pub fn parse() -> Cli {
-    Cli::try_parse().unwrap_or_else(|e| crate::error::usage_exit(e))
+    try_parse_from(std::env::args_os()).unwrap_or_else(|e| crate::error::usage_exit(e))
+}
+
+pub fn try_parse_from(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+) -> Result<Cli, clap::Error> {
+    let matches = Cli::command()
+        .after_help(environment_help())
+        .try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The "Environment:" section of `--help`: every `PGPOOL_*` setting with its default.
+pub fn environment_help() -> String {
+    let width = settings::ALL
+        .iter()
+        .map(|a| a.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut s = String::from("Environment:\n");
+    for a in settings::ALL {
+        s.push_str(&format!(
+            "  {:width$}  {} [default: {}]\n",
+            a.name,
+            a.doc,
+            a.default.replace('`', "")
+        ));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -70,6 +101,32 @@ mod tests {
         let c = Cli::try_parse_from(["start-pgpool", "--", "status"]).unwrap();
         assert!(c.sub.is_none());
         assert_eq!(c.command, vec![OsString::from("status")]);
+    }
+
+    #[test]
+    fn help_lists_every_setting() {
+        let e = try_parse_from(["start-pgpool", "--help"]).unwrap_err();
+        let help = e.render().to_string();
+        assert!(help.contains("Environment:"), "{help}");
+        for a in settings::ALL {
+            assert!(help.contains(a.name), "{} missing from --help", a.name);
+        }
+        assert!(help.contains("PGPOOL_PORT") && help.contains("[default: 5432]"));
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let e = Cli::try_parse_from(["start-pgpool"]).unwrap_err();
+        assert_eq!(
+            crate::error::usage_line(&e),
+            "start-pgpool: error: COMMAND: no command given. Usage: start-pgpool [OPTIONS] [--] COMMAND [ARGS...]"
+        );
+        let e = Cli::try_parse_from(["start-pgpool", "--print-config=x"]).unwrap_err();
+        let l = crate::error::usage_line(&e);
+        assert!(
+            l.starts_with("start-pgpool: error: ") && !l.contains('\n'),
+            "{l}"
+        );
     }
 
     #[test]

@@ -1,23 +1,18 @@
-//! start-pgpool as a library, so integration tests and benchmarks can reach the pure parts.
+//! start-pgpool as a library: `main.rs` calls [`cli::parse`] and [`launch::run`]; integration
+//! tests and benchmarks reach the pure parts. docs/ARCHITECTURE.md is the map.
+//!
+//! Imports only go down this list: `launch` may use everything below it, `os` only the leaves.
 
-pub mod app_env;
-pub mod backends;
 pub mod cli;
-pub mod conf_lexer;
-pub mod discover;
+pub mod config;
 pub mod error;
 pub mod exit;
-pub mod family;
 pub mod launch;
 pub mod log;
-pub mod monitor;
-pub mod pcp;
+pub mod os;
 pub mod pgpool;
-pub mod ready;
-pub mod render;
-pub mod runtime_dir;
 pub mod secret;
-pub mod settings;
 pub mod status;
-pub mod stuck;
-pub mod supervise;
+pub mod watch;
+
+pub mod conf_lexer;

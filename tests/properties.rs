@@ -9,10 +9,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use proptest::prelude::*;
-use start_pgpool::backends::{self, Backend};
 use start_pgpool::conf_lexer::{self, Entry, Kind};
-use start_pgpool::render;
-use start_pgpool::settings::{Env, Settings};
+use start_pgpool::config::backends::{self, Backend};
+use start_pgpool::config::{Env, Settings};
+use start_pgpool::pgpool::Files;
+use start_pgpool::pgpool::render;
 
 use common::launcher::{BIN, pgpool_bin};
 
@@ -200,7 +201,7 @@ fn entries(bs: &[Backend], settings: &Settings, version: &str) -> Vec<Entry> {
     let r = render::render(
         bs,
         settings,
-        Path::new("/tmp/rt"),
+        &Files::at(Path::new("/tmp/rt")),
         version.parse().unwrap(),
         None,
     )
@@ -270,7 +271,7 @@ fn check_accepted(i: &Input, bs: &[Backend], settings: &Settings) -> Result<(), 
     let r = render::render(
         bs,
         settings,
-        Path::new("/tmp/rt"),
+        &Files::at(Path::new("/tmp/rt")),
         "4.3.5".parse().unwrap(),
         None,
     )
@@ -285,7 +286,7 @@ fn check_accepted(i: &Input, bs: &[Backend], settings: &Settings) -> Result<(), 
         "pool_passwd gives back the credentials"
     );
     // The app's URL gives back the same credentials and database.
-    let app = start_pgpool::app_env::database_url(&bs[0], 6432);
+    let app = start_pgpool::launch::app_env::database_url(&bs[0], 6432);
     let back = backends::parse("DATABASE_URL", backends::Role::Primary, &app)
         .map_err(|e| TestCaseError::fail(format!("app URL does not parse: {e:#}")))?;
     prop_assert_eq!(&back.user, &bs[0].user);
@@ -316,7 +317,7 @@ fn print_config_agrees_with_the_library() {
     use proptest::test_runner::{Config, TestRunner};
     let mut runner = TestRunner::new(Config::default());
     let (mut refused, mut accepted) = (0, 0);
-    let version = start_pgpool::family::version(&pgpool_bin()).unwrap();
+    let version = start_pgpool::pgpool::locate::release(&pgpool_bin()).unwrap();
     let fixed = [
         Input {
             user: "us%20er%23".into(),
@@ -369,7 +370,7 @@ fn print_config_agrees_with_the_library() {
                 accepted += 1;
                 assert!(out.status.success(), "{i:?}: {stderr}");
                 let dir = Path::new("/tmp/rt").join("start-pgpool-5432-XXXXXX");
-                let r = render::render(&bs, &settings, &dir, version, None).unwrap();
+                let r = render::render(&bs, &settings, &Files::at(&dir), version, None).unwrap();
                 assert_eq!(stdout, r.pgpool_conf);
                 let got = conf_lexer::parse(&stdout).unwrap();
                 let want = entries(&benign(&bs), &settings, &version.to_string());

@@ -2,8 +2,8 @@
 //!
 //! pgpool re-attaches a follower that came back (`auto_failback`) only when the primary's
 //! `pg_stat_replication` shows it streaming, and it finds the follower's row there by
-//! `backend_application_nameN` (NOTES Q8b: without it, a follower that blipped once stays
-//! detached until pgpool restarts). Providers do not tell the app those names, so we ask.
+//! `backend_application_nameN` (docs/pgpool.md, "Follower names and auto_failback": without it,
+//! a follower that blipped once stays detached until pgpool restarts). Providers do not tell the app those names, so we ask.
 //!
 //! How a row is matched to a follower, without talking TLS to the backends ourselves: through
 //! pgpool, a session's reads go to one node, its load-balance node, which that session's
@@ -15,19 +15,16 @@
 //! user in the URLs has `pg_monitor` (else PostgreSQL hides the WAL receiver's settings and the
 //! replication state from it, and pgpool could not use the names anyway).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio_postgres::SimpleQueryMessage;
 
-use crate::backends::Backend;
-use crate::family::Version;
-use crate::monitor::{socket_config, with_session};
-use crate::render;
-use crate::settings::Settings;
+use crate::config::{Backend, Settings};
+use crate::pgpool::sql::{rows, socket_config, with_session};
+use crate::pgpool::{File, Files, Release, render};
 
 /// Probe sessions per round: each lands on a random follower, so this many find every one of
 /// up to 10 followers with high probability (a missing one is looked for again next round).
@@ -115,13 +112,6 @@ enum Probe {
     Hidden,
     /// The primary, a follower without a WAL receiver, or a session without a marked node.
     Nothing,
-}
-
-fn rows(msgs: &[SimpleQueryMessage]) -> impl Iterator<Item = &tokio_postgres::SimpleQueryRow> {
-    msgs.iter().filter_map(|m| match m {
-        SimpleQueryMessage::Row(r) => Some(r),
-        _ => None,
-    })
 }
 
 async fn probe(socket_dir: &Path, port: u16, primary: &Backend) -> Result<Probe> {
@@ -218,8 +208,8 @@ async fn round(
 pub struct Rerender {
     pub backends: Vec<Backend>,
     pub settings: Settings,
-    pub rundir: PathBuf,
-    pub version: Version,
+    pub files: Files,
+    pub release: Release,
     pub template: Option<String>,
 }
 
@@ -231,26 +221,11 @@ impl Rerender {
             &self.backends,
             names,
             &self.settings,
-            &self.rundir,
-            self.version,
+            &self.files,
+            self.release,
             self.template.as_deref(),
         )?;
-        let tmp = self.rundir.join("pgpool.conf.new");
-        {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .context("PGPOOL_RUNTIME_DIR: cannot write pgpool.conf")?;
-            f.write_all(r.pgpool_conf.as_bytes())
-                .context("PGPOOL_RUNTIME_DIR: cannot write pgpool.conf")?;
-        }
-        std::fs::rename(&tmp, self.rundir.join("pgpool.conf"))
-            .context("PGPOOL_RUNTIME_DIR: cannot replace pgpool.conf")?;
+        self.files.replace(File::PgpoolConf, &r.pgpool_conf)?;
         kill(pgpool, Signal::SIGHUP).context("asking pgpool to reload pgpool.conf")?;
         Ok(())
     }
@@ -266,7 +241,7 @@ pub async fn run(rr: Rerender, pgpool: Pid) {
         if i > 0 {
             tokio::time::sleep(ROUND_PAUSE).await;
         }
-        let (names, hidden) = round(&rr.rundir, port, &rr.backends, &known).await;
+        let (names, hidden) = round(rr.files.dir(), port, &rr.backends, &known).await;
         if hidden {
             tracing::warn!(
                 source = rr.backends[0].var.as_str(),

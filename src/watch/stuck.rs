@@ -1,8 +1,9 @@
 //! Stuck pgpool children: found from /proc, cleared with SIGKILL.
 //!
 //! Stock pgpool (4.3 to 4.7) can leave a child blocked for ever in a read from a backend after
-//! a follower stops abruptly (PGPOOL_FAILOVER.md, mechanism D: PostgreSQL's shutdown notice is
-//! pushed back unread, and the child then waits on the primary, which has nothing to say). Its
+//! a follower stops abruptly (docs/pgpool.md, "Mechanism D: the hang": PostgreSQL's shutdown
+//! notice is pushed back unread, and the child then waits on the primary, which has nothing to
+//! say). Its
 //! client waits for ever too, and the child's slot is lost until pgpool restarts. The pgpool
 //! this buildpack ships is patched against it; any other may hang.
 //!
@@ -21,7 +22,7 @@
 //! statement then waits longer than the timeout for a lock, and that sends more before the
 //! answer. That child would be killed and its client would see a closed connection. SIGKILL, never SIGQUIT: pgpool refills the
 //! slot of a child that died by a signal, while a child that exits on SIGQUIT is not replaced
-//! (PGPOOL_FAILOVER.md section 5.2). The client sees its connection closed and can reconnect.
+//! (docs/pgpool.md, "Clearing a stuck child: SIGKILL, not SIGQUIT"). The client sees its connection closed and can reconnect.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,6 +30,8 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::time::Instant;
+
+use crate::os::proc::{self, TCP_CLOSE_WAIT, TCP_LISTEN, Tcp};
 
 /// What one sample found about one pgpool child.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,48 +58,6 @@ pub fn idle_title(cmdline: &[u8]) -> bool {
     let t = String::from_utf8_lossy(cmdline);
     let t = t.trim_end_matches(['\0', ' ']);
     t.starts_with("pgpool: ") && (t.ends_with(" idle") || t.ends_with(" idle in transaction"))
-}
-
-/// The descriptor of a `read(2)` the process is blocked in, from `/proc/PID/syscall`
-/// (`NR arg0 arg1 ...`, hex arguments; `running` or `-1 ...` when not in a system call).
-pub fn blocked_read(syscall: &str, sys_read: i64) -> Option<i32> {
-    let mut f = syscall.split_whitespace();
-    let nr: i64 = f.next()?.parse().ok()?;
-    if nr != sys_read {
-        return None;
-    }
-    let fd = f.next()?.strip_prefix("0x")?;
-    i32::from_str_radix(fd, 16).ok()
-}
-
-/// One row of `/proc/net/tcp`, the columns used here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tcp {
-    pub local_port: u16,
-    pub state: u8,
-    pub rx_queue: u64,
-}
-
-const TCP_CLOSE_WAIT: u8 = 0x08;
-const TCP_LISTEN: u8 = 0x0A;
-
-/// TCP sockets by inode, from `/proc/net/tcp` or `/proc/net/tcp6`.
-pub fn tcp_sockets(table: &str) -> HashMap<u64, Tcp> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let port = f.get(1)?.rsplit(':').next()?;
-            let (_, rx) = f.get(4)?.split_once(':')?;
-            let tcp = Tcp {
-                local_port: u16::from_str_radix(port, 16).ok()?,
-                state: u8::from_str_radix(f.get(3)?, 16).ok()?,
-                rx_queue: u64::from_str_radix(rx, 16).ok()?,
-            };
-            Some((f.get(9)?.parse().ok()?, tcp))
-        })
-        .collect()
 }
 
 /// The client's socket (on `port`, not the listener) has unread bytes or is half closed.
@@ -146,36 +107,28 @@ pub fn sample(pgpool: Pid, port: u16) -> (Vec<Child>, bool) {
     let mut blind = false;
     let mut tcp: Option<HashMap<u64, Tcp>> = None;
     let mut found = Vec::new();
-    for pid in children_of(pgpool.as_raw()) {
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+    for pid in proc::children(pgpool.as_raw()) {
+        let Some(cmdline) = proc::cmdline(pid) else {
             continue;
         };
         if !idle_title(&cmdline) {
             continue;
         }
-        let syscall = match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+        let syscall = match proc::syscall(pid) {
             Ok(s) => s,
             Err(e) => {
                 blind |= e.kind() == std::io::ErrorKind::PermissionDenied;
                 continue;
             }
         };
-        let Some(fd) = blocked_read(&syscall, nix::libc::SYS_read) else {
+        let Some(fd) = proc::blocked_read(&syscall, nix::libc::SYS_read) else {
             continue;
         };
-        let tcp = tcp.get_or_insert_with(|| {
-            let mut m = HashMap::new();
-            for t in ["/proc/net/tcp", "/proc/net/tcp6"] {
-                if let Ok(text) = std::fs::read_to_string(t) {
-                    m.extend(tcp_sockets(&text));
-                }
-            }
-            m
-        });
-        let on_backend = socket_inode(pid, fd)
+        let tcp = tcp.get_or_insert_with(proc::tcp_sockets);
+        let on_backend = proc::socket_inode(pid, fd)
             .and_then(|i| tcp.get(&i))
             .is_some_and(|t| t.local_port != port);
-        let sockets: Vec<Tcp> = socket_inodes(pid)
+        let sockets: Vec<Tcp> = proc::socket_inodes(pid)
             .iter()
             .filter_map(|i| tcp.get(i).copied())
             .collect();
@@ -189,45 +142,8 @@ pub fn sample(pgpool: Pid, port: u16) -> (Vec<Child>, bool) {
     (found, blind)
 }
 
-/// pgpool's direct children: the kernel's list for its (single-threaded) main process, or a
-/// scan of /proc where the kernel does not keep one.
-fn children_of(pgpool: i32) -> Vec<i32> {
-    if let Ok(list) = std::fs::read_to_string(format!("/proc/{pgpool}/task/{pgpool}/children")) {
-        return list
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-    }
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| parent(pid) == Some(pgpool))
-        .collect()
-}
-
 fn parent(pid: i32) -> Option<i32> {
-    crate::supervise::proc_state_and_parent(pid).map(|(_, ppid)| ppid)
-}
-
-fn socket_inode(pid: i32, fd: i32) -> Option<u64> {
-    inode_of(&std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?)
-}
-
-fn inode_of(link: &std::path::Path) -> Option<u64> {
-    link.to_str()?
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
-
-fn socket_inodes(pid: i32) -> Vec<u64> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| inode_of(&std::fs::read_link(e.ok()?.path()).ok()?))
-        .collect()
+    proc::stat(pid).map(|s| s.ppid)
 }
 
 /// Samples pgpool's children once a second and SIGKILLs those stuck for `after`; runs until
@@ -274,29 +190,7 @@ mod tests {
     }
 
     #[test]
-    fn blocked_reads_give_their_descriptor() {
-        assert_eq!(
-            blocked_read("0 0x7 0x55d0 0x5 0x0 0x0 0x0 0x7ffc 0x7f12\n", 0),
-            Some(7)
-        );
-        assert_eq!(
-            blocked_read("23 0x8 0x55d0 0x0 0x0 0x0 0x0 0x7ffc 0x7f\n", 0),
-            None
-        );
-        assert_eq!(blocked_read("running\n", 0), None);
-        assert_eq!(blocked_read("-1 0x7ffc 0x7f12\n", 0), None);
-        assert_eq!(
-            blocked_read("63 0xc 0x0 0x0 0x0 0x0 0x0 0x0 0x0", 63),
-            Some(12)
-        );
-    }
-
-    #[test]
-    fn tcp_table_by_inode() {
-        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-           0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1 0000000000000000 100 0 0 10 0\n\
-           1: 0100007F:1538 0100007F:9E8A 08 00000000:0000001F 00:00000000 00000000   105        0 42 1 0000000000000000 20 4 30 10 -1\n";
-        let m = tcp_sockets(t);
+    fn a_client_waits_with_bytes_queued_or_half_closed() {
         let listener = Tcp {
             local_port: 5432,
             state: TCP_LISTEN,
@@ -307,9 +201,6 @@ mod tests {
             state: TCP_CLOSE_WAIT,
             rx_queue: 31,
         };
-        assert_eq!(m.get(&31337), Some(&listener));
-        assert_eq!(m.get(&42), Some(&half_closed));
-        assert_eq!(m.len(), 2);
         assert!(client_waiting(&[listener, half_closed], 5432));
         assert!(!client_waiting(&[listener], 5432));
         let quiet = Tcp {

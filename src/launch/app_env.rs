@@ -3,8 +3,7 @@
 
 use url::Url;
 
-use crate::backends::Backend;
-use crate::settings::Env;
+use crate::config::{Backend, Env};
 
 /// TLS settings of the original URL: the app now talks plain TCP to loopback, and a
 /// `sslmode=require` left in would make it fail (pgpool has no frontend certificate).
@@ -71,7 +70,8 @@ pub fn app_env(env: &Env, primary: &Backend, port: u16) -> Vec<(String, String)>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::{Role, parse};
+    use crate::config::Role;
+    use crate::config::backends::parse;
 
     const AWKWARD: &str = "postgres://app:p%40ss%3Aw%2Frd%27%22%23%25%20%5Cx@db.example.com:6540/my%20db?sslmode=require&application_name=web%201&sslrootcert=/x&connect_timeout=5";
 

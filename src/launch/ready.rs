@@ -1,127 +1,22 @@
 //! Readiness: pgpool counts as ready when a real query through it with the app's credentials
 //! succeeds and `SHOW POOL_NODES` reports exactly one primary that is up. The port opens long
-//! before that, even when the primary is unreachable (NOTES Q6), so a TCP check proves nothing.
+//! before that, even when the primary is unreachable (docs/pgpool.md, "Readiness"), so a TCP
+//! check proves nothing.
 
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use tokio::time::Instant;
-use tokio_postgres::config::SslMode;
 
-use crate::backends::Backend;
-
-/// One row of `SHOW POOL_NODES`, the columns we use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub id: usize,
-    pub status: String,
-    pub role: String,
-    /// SELECTs pgpool sent to this node since it started.
-    pub select_count: u64,
-    /// Replication delay in bytes of WAL as pgpool's streaming check last saw it.
-    pub lag_bytes: u64,
-    /// The follower's `state` in the primary's `pg_stat_replication` (`streaming`), as
-    /// pgpool's streaming check last saw it; empty when pgpool cannot tell.
-    pub replication_state: String,
-    /// What the server itself says, asked afresh for this row: `up`/`down`, and
-    /// `primary`/`standby`/`unknown`. `None` before pgpool 4.3.
-    pub pg_status: Option<String>,
-    pub pg_role: Option<String>,
-}
-
-impl Node {
-    /// A node as a unit test describes it.
-    #[cfg(test)]
-    pub fn at(id: usize, status: &str, role: &str) -> Node {
-        Node {
-            id,
-            status: status.into(),
-            role: role.into(),
-            select_count: 0,
-            lag_bytes: 0,
-            replication_state: String::new(),
-            pg_status: None,
-            pg_role: None,
-        }
-    }
-
-    /// `waiting` means up but not yet used by any session.
-    pub fn is_up(&self) -> bool {
-        matches!(self.status.as_str(), "up" | "waiting")
-    }
-}
+use crate::config::{Backend, Role};
+use crate::pgpool::sql::{self, Node};
 
 /// Runs `SHOW POOL_NODES` through pgpool as the app would connect.
-pub async fn pool_nodes(port: u16, primary: &Backend) -> Result<Vec<Node>, tokio_postgres::Error> {
-    let (client, conn) = connect(port, primary).await?;
-    let conn = tokio::spawn(conn);
-    let rows = show_pool_nodes(&client).await;
-    drop(client);
-    let _ = conn.await;
-    rows
-}
-
-pub async fn show_pool_nodes(
-    client: &tokio_postgres::Client,
-) -> Result<Vec<Node>, tokio_postgres::Error> {
-    Ok(parse_pool_nodes(
-        &client.simple_query("SHOW POOL_NODES").await?,
-    ))
-}
-
-/// A session through pgpool on loopback with the app's credentials.
-pub async fn connect(
-    port: u16,
-    primary: &Backend,
-) -> Result<
-    (
-        tokio_postgres::Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-    ),
-    tokio_postgres::Error,
-> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host("127.0.0.1")
-        .port(port)
-        .user(&primary.user)
-        .password(primary.password.expose())
-        .dbname(&primary.dbname)
-        .application_name("start-pgpool")
-        .ssl_mode(SslMode::Disable)
-        .connect_timeout(Duration::from_secs(2));
-    cfg.connect(tokio_postgres::NoTls).await
-}
-
-fn parse_pool_nodes(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Node> {
-    msgs.iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(Node {
-                id: r
-                    .get("node_id")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(usize::MAX),
-                status: r.get("status").unwrap_or("").to_string(),
-                role: r.get("role").unwrap_or("").to_string(),
-                select_count: r
-                    .get("select_cnt")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                lag_bytes: r
-                    .get("replication_delay")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                replication_state: optional(r, "replication_state").unwrap_or_default(),
-                pg_status: optional(r, "pg_status"),
-                pg_role: optional(r, "pg_role"),
-            }),
-            _ => None,
-        })
-        .collect()
-}
-
-/// A column older pgpools do not have (`get` would panic on a missing name).
-fn optional(r: &tokio_postgres::SimpleQueryRow, column: &str) -> Option<String> {
-    r.try_get(column).ok().flatten().map(str::to_string)
+async fn pool_nodes(port: u16, primary: &Backend) -> Result<Vec<Node>> {
+    sql::with_session(sql::tcp_config(port, primary), |c| async move {
+        sql::show_pool_nodes(&c).await
+    })
+    .await
 }
 
 /// What one probe saw: the reason pgpool is not ready yet, naming backends by variable.
@@ -181,7 +76,8 @@ pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<
             },
             Ok(Err(e)) => {
                 last = probe_error(&e);
-                if e.as_db_error().is_some() {
+                let db = e.downcast_ref::<tokio_postgres::Error>();
+                if db.is_some_and(|e| e.as_db_error().is_some()) {
                     answered
                 } else {
                     refused
@@ -223,7 +119,7 @@ async fn unreachable(backends: &[Backend]) -> Option<String> {
     // The primary first: it is the one that blocks readiness.
     let (i, why) = down.into_iter().min_by_key(|(i, _)| *i)?;
     let b = &backends[i];
-    let role = if b.role == crate::backends::Role::Primary {
+    let role = if b.role == Role::Primary {
         "primary"
     } else {
         "follower"
@@ -236,8 +132,11 @@ async fn unreachable(backends: &[Backend]) -> Option<String> {
 
 /// The server's own message when there is one (`failed to create a backend connection`), else
 /// the kind of failure; tokio-postgres never puts the password in either.
-fn probe_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
+fn probe_error(e: &anyhow::Error) -> String {
+    match e
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.as_db_error())
+    {
         Some(db) => format!("pgpool answered: {}", db.message()),
         None => format!("pgpool did not answer a query ({e})"),
     }
@@ -246,7 +145,7 @@ fn probe_error(e: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::{Role, parse};
+    use crate::config::backends::parse;
 
     fn n(id: usize, status: &str, role: &str) -> Node {
         Node::at(id, status, role)

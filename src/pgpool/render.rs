@@ -1,35 +1,27 @@
 //! Rendering: backends and settings -> the text of pgpool.conf, pool_hba.conf and pool_passwd
 //! (pcp.conf comes from pcp.rs). Pure: nothing here touches the disk.
 //!
-//! pgpool.conf has no escaping at all (NOTES Q4: `'` ends a value wherever it is, and the rest
-//! of the line is parsed as more settings), so every string must pass `conf_safe` before it is
-//! rendered; nothing is escaped, it is refused.
-
-use std::path::Path;
+//! pgpool.conf has no escaping at all, so every string must pass `conf_safe` before it is
+//! rendered; nothing is escaped, it is refused. Keys that differ between pgpool families come
+//! from the family ([`Keys`]), never from comparing version numbers in the template.
 
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use crate::backends::{Backend, Role};
-use crate::family::Version;
+use super::family::{Keys, Release};
+use super::runtime_dir::{File, Files, PCP_PORT};
+use crate::config::conf_value::conf_safe;
+use crate::config::{Backend, Role, Settings};
 use crate::secret::Secret;
-use crate::settings::Settings;
 
-pub const PGPOOL_CONF_TEMPLATE: &str = include_str!("../templates/pgpool.conf.tera");
-pub const POOL_HBA_TEMPLATE: &str = include_str!("../templates/pool_hba.conf.tera");
+pub const PGPOOL_CONF_TEMPLATE: &str = include_str!("../../templates/pgpool.conf.tera");
+pub const POOL_HBA_TEMPLATE: &str = include_str!("../../templates/pool_hba.conf.tera");
 
 #[derive(Debug)]
 pub struct Rendered {
     pub pgpool_conf: String,
     pub pool_hba: String,
     pub pool_passwd: Secret,
-}
-
-/// True when pgpool.conf can hold `value` between single quotes and read back exactly it.
-pub fn conf_safe(value: &str) -> bool {
-    !value
-        .chars()
-        .any(|c| c == '\'' || c == '\\' || c.is_control())
 }
 
 #[derive(Serialize)]
@@ -42,11 +34,16 @@ struct BackendCtx<'a> {
 
 #[derive(Serialize)]
 struct ConfCtx<'a> {
+    /// For an expert's own template (`PGPOOL_CONF_TEMPLATE`), which may still compare it; the
+    /// built-in one asks `keys`.
     pgpool_version: u32,
     pgpool_version_text: String,
+    keys: Keys,
     port: u16,
     pcp_port: u16,
     rundir: &'a str,
+    pid_file: String,
+    pool_passwd: String,
     user: &'a str,
     dbname: &'a str,
     num_init_children: u32,
@@ -59,11 +56,11 @@ struct ConfCtx<'a> {
 pub fn render(
     backends: &[Backend],
     settings: &Settings,
-    rundir: &Path,
-    version: Version,
+    files: &Files,
+    release: Release,
     template: Option<&str>,
 ) -> Result<Rendered> {
-    render_with_names(backends, &[], settings, rundir, version, template)
+    render_with_names(backends, &[], settings, files, release, template)
 }
 
 /// [`render`], with each follower's replication `application_name` where it is known
@@ -72,22 +69,26 @@ pub fn render_with_names(
     backends: &[Backend],
     names: &[Option<String>],
     settings: &Settings,
-    rundir: &Path,
-    version: Version,
+    files: &Files,
+    release: Release,
     template: Option<&str>,
 ) -> Result<Rendered> {
     let primary = backends.first().context("no backends to render")?;
-    let rundir = rundir
+    let rundir = files
+        .dir()
         .to_str()
         .filter(|s| conf_safe(s))
         .context("PGPOOL_RUNTIME_DIR: the runtime directory path holds a quote, backslash, control character or non-UTF-8 byte; set PGPOOL_RUNTIME_DIR to a plain path")?;
     let has_followers = backends.len() > 1;
     let ctx = ConfCtx {
-        pgpool_version: version.number(),
-        pgpool_version_text: version.to_string(),
+        pgpool_version: release.version.number(),
+        pgpool_version_text: release.version.to_string(),
+        keys: release.family.keys(),
         port: settings.port,
-        pcp_port: crate::pcp::PORT,
+        pcp_port: PCP_PORT,
         rundir,
+        pid_file: format!("{rundir}/{}", File::PidFile.name()),
+        pool_passwd: format!("{rundir}/{}", File::PoolPasswd.name()),
         user: &primary.user,
         dbname: &primary.dbname,
         num_init_children: settings.num_init_children,
@@ -125,8 +126,8 @@ pub fn render_with_names(
     })?;
     let mut hba_ctx = tera::Context::new();
     // md5 over loopback: the client must still know the password, but pgpool skips the
-    // PBKDF2 work SCRAM costs on every connect (NOTES Q10: ~10x the connect rate). Backends
-    // still get SCRAM over TLS.
+    // PBKDF2 work SCRAM costs on every connect (docs/pgpool.md, "Client authentication").
+    // Backends still get SCRAM over TLS.
     hba_ctx.insert("auth_method", "md5");
     let pool_hba = tera::Tera::one_off(POOL_HBA_TEMPLATE, &hba_ctx, false)
         .context("rendering pool_hba.conf")?;
@@ -149,7 +150,8 @@ fn tera_reason(e: &tera::Error) -> String {
 }
 
 /// One `user:TEXTpassword` line, escaped as pgpool's `getNextToken` reads it: `\` and `:` get a
-/// backslash (NOTES Q2: without it, passwords with `:` fail with a misleading auth error).
+/// backslash (docs/pgpool.md, "pool_passwd escaping": without it, passwords with `:` fail with
+/// a misleading auth error).
 pub fn pool_passwd(user: &str, password: &Secret) -> Secret {
     Secret::new(format!(
         "{}:TEXT{}\n",
@@ -171,9 +173,11 @@ fn passwd_escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
-    use crate::backends::parse;
-    use crate::settings::{Env, Settings};
+    use crate::config::Env;
+    use crate::config::backends::parse;
 
     fn backends(urls: &[&str]) -> Vec<Backend> {
         urls.iter()
@@ -197,7 +201,7 @@ mod tests {
         render(
             &backends(urls),
             &settings(),
-            Path::new("/tmp/rt"),
+            &Files::at(Path::new("/tmp/rt")),
             version.parse().unwrap(),
             None,
         )
@@ -264,7 +268,7 @@ mod tests {
         let r = render(
             &backends(&["postgres://app:pw@h/appdb"]),
             &settings(),
-            Path::new("/tmp/x' port = 1 #"),
+            &Files::at(Path::new("/tmp/x' port = 1 #")),
             "4.3.5".parse().unwrap(),
             None,
         );
@@ -283,22 +287,12 @@ mod tests {
     }
 
     #[test]
-    fn conf_safe_rule() {
-        assert!(conf_safe("a$b%c@d:e/f\"g #h"));
-        for bad in [
-            "a'b", "a\\b", "a\nb", "a\rb", "a\0b", "a\u{7f}b", "a\u{85}b",
-        ] {
-            assert!(!conf_safe(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn an_expert_template_is_used_and_its_errors_are_named() {
         let b = backends(&["postgres://app:pw@h/appdb"]);
         let r = render(
             &b,
             &settings(),
-            Path::new("/r"),
+            &Files::at(Path::new("/r")),
             "4.3.5".parse().unwrap(),
             Some("port = {{ port }}\n"),
         )
@@ -307,7 +301,7 @@ mod tests {
         let e = render(
             &b,
             &settings(),
-            Path::new("/r"),
+            &Files::at(Path::new("/r")),
             "4.3.5".parse().unwrap(),
             Some("{{ nope }}"),
         )

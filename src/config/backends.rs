@@ -6,9 +6,9 @@
 use anyhow::{Result, bail};
 use url::{Host, Url};
 
-use crate::render::conf_safe;
+use super::Env;
+use super::conf_value::conf_safe;
 use crate::secret::Secret;
-use crate::settings::Env;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

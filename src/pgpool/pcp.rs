@@ -1,6 +1,6 @@
-//! pcp, pgpool's admin protocol, spoken by the launcher itself: the monitor uses it to detach a
+//! pcp, pgpool's admin protocol, spoken by the launcher itself: the repairs use it to detach a
 //! follower that stopped replicating from the primary, and to hand pgpool a primary it gave up
-//! looking for (monitor.rs says when).
+//! looking for (src/watch/repair/ says when).
 //!
 //! pcp listens only on its Unix socket in the private 0700 runtime directory. Its one user is
 //! made up per launch with a random password that lives in the launcher's memory; pcp.conf holds
@@ -9,7 +9,7 @@
 //! a 4-byte salt the server sends. A few messages are all we need, so they are written here
 //! rather than shelling out to `pcp_*` tools the user's pgpool may not have.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -17,10 +17,8 @@ use md5::{Digest as _, Md5};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 
+use super::runtime_dir::Files;
 use crate::secret::Secret;
-
-/// The socket file's number: pcp has no TCP listener, so it only names `.s.PGSQL.<port>`.
-pub const PORT: u16 = 9898;
 /// No pcp exchange of ours takes long; a pgpool busy with a failover answers after it.
 const TIMEOUT: Duration = Duration::from_secs(15);
 const USER: &str = "start-pgpool";
@@ -131,9 +129,9 @@ pub struct Pcp {
 }
 
 impl Pcp {
-    pub fn new(rundir: &Path, creds: Credentials) -> Pcp {
+    pub fn new(files: &Files, creds: Credentials) -> Pcp {
         Pcp {
-            socket: rundir.join(format!(".s.PGSQL.{PORT}")),
+            socket: files.pcp_socket(),
             creds,
         }
     }

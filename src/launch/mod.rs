@@ -1,20 +1,30 @@
 //! One launch, step by step: env -> settings -> backends -> rendered files -> pgpool -> ready
-//! -> app -> exit. Each step is a module; this file only orders them and owns the cleanup.
+//! -> app -> exit, with the side tasks started beside the app. Each step lives in its own
+//! module; this file only orders them and owns the cleanup.
+
+pub mod app_env;
+pub mod ready;
+pub mod supervise;
 
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
-use crate::backends::{self, Backend};
 use crate::cli::{Cli, Sub};
+use crate::config::{Backend, Env, Settings, backends, settings};
 use crate::exit::Code;
-use crate::family;
-use crate::pgpool::Pgpool;
-use crate::runtime_dir::RuntimeDir;
-use crate::settings::{self, Env, Settings};
-use crate::supervise::{self, App, Signals};
-use crate::{app_env, discover, monitor, pcp, ready, render, status, stuck};
+use crate::os::group::reap_strays;
+use crate::os::signals::{Signals, is_terminating};
+use crate::pgpool::pcp::{Credentials, Pcp};
+use crate::pgpool::runtime_dir::StatusRecord;
+use crate::pgpool::{File, Pgpool, Release, RuntimeDir, locate, render};
+use crate::status;
+use crate::watch::{self, SideTasks};
+use supervise::App;
 
 pub fn run(cli: Cli) -> Result<Code> {
     let env = Env::from_process();
@@ -44,19 +54,11 @@ pub fn run(cli: Cli) -> Result<Code> {
     if !cli.print_config {
         check_port_free(settings.port)?;
     }
-    let bin = family::locate(settings.bin.as_deref(), env.get("HOME")?, env.get("PATH")?)?;
-    let version = family::version(&bin)?;
+    let bin = locate::locate(settings.bin.as_deref(), env.get("HOME")?, env.get("PATH")?)?;
+    let release = locate::release(&bin)?;
     if cli.print_config {
-        let placeholder = settings
-            .runtime_parent
-            .join(format!("start-pgpool-{}-XXXXXX", settings.port));
-        let r = render::render(
-            &backends,
-            &settings,
-            &placeholder,
-            version,
-            template.as_deref(),
-        )?;
+        let files = RuntimeDir::placeholder(&settings.runtime_parent, settings.port);
+        let r = render::render(&backends, &settings, &files, release, template.as_deref())?;
         print!("{}", r.pgpool_conf);
         return Ok(Code(0));
     }
@@ -74,31 +76,29 @@ pub fn run(cli: Cli) -> Result<Code> {
     let rendered = render::render(
         &backends,
         &settings,
-        dir.path(),
-        version,
+        dir.files(),
+        release,
         template.as_deref(),
     )?;
-    dir.write_all(&rendered)?;
-    let pcp_user = pcp::Credentials::generate()?;
-    dir.write("pcp.conf", &pcp_user.pcp_conf())?;
-    dir.write(status::NODES_FILE, &status::nodes_file(&backends))?;
-    let rerender = discover::Rerender {
-        backends: backends.clone(),
-        settings: settings.clone(),
-        rundir: dir.path().to_path_buf(),
-        version,
-        template,
-    };
+    let pcp_user = Credentials::generate()?;
+    let files = dir.files();
+    files.write_new(File::PgpoolConf, &rendered.pgpool_conf)?;
+    files.write_new(File::PoolHba, &rendered.pool_hba)?;
+    files.write_new(File::PoolPasswd, rendered.pool_passwd.expose())?;
+    files.write_new(File::PcpConf, &pcp_user.pcp_conf())?;
+    files.write_status(&StatusRecord::from_backends(&backends))?;
     let launch = Launch {
-        cli: &cli,
+        command: &cli.command,
         env: &env,
         settings: &settings,
         backends: &backends,
-        bin: &bin,
+        bin,
         dir: &dir,
-        pcp: pcp::Pcp::new(dir.path(), pcp_user),
+        release,
+        template,
+        pcp: Pcp::new(files, pcp_user),
     };
-    let code = runtime.block_on(serve(launch, rerender, signals));
+    let code = runtime.block_on(serve(launch, signals));
     // The runtime directory goes when `dir` drops, after pgpool is gone.
     drop(runtime);
     code
@@ -127,31 +127,31 @@ fn check_port_free(port: u16) -> Result<()> {
 
 /// What `run` prepared for `serve`: every value already checked, the files already written.
 struct Launch<'a> {
-    cli: &'a Cli,
+    command: &'a [std::ffi::OsString],
     env: &'a Env,
     settings: &'a Settings,
     backends: &'a [Backend],
-    bin: &'a std::path::Path,
+    bin: PathBuf,
     dir: &'a RuntimeDir,
-    pcp: pcp::Pcp,
+    release: Release,
+    template: Option<String>,
+    pcp: Pcp,
 }
 
-async fn serve(
-    launch: Launch<'_>,
-    rerender: discover::Rerender,
-    mut signals: Signals,
-) -> Result<Code> {
+async fn serve(launch: Launch<'_>, mut signals: Signals) -> Result<Code> {
     let Launch {
-        cli,
+        command,
         env,
         settings,
         backends,
         bin,
         dir,
+        release,
+        template,
         pcp,
     } = launch;
     let started = Instant::now();
-    let mut pgpool = Pgpool::spawn(bin, dir, &backends[0].password, settings.stop_timeout)?;
+    let mut pgpool = Pgpool::spawn(&bin, dir, &backends[0].password, settings.stop_timeout)?;
     let deadline = tokio::time::Instant::now() + settings.ready_timeout;
     let pgpool_pid = pgpool.pid();
     let readiness = tokio::select! {
@@ -188,46 +188,24 @@ async fn serve(
             tracing::warn!(source = b.var.as_str(), "follower-down");
         }
     }
-    // These run beside the app (the app need not wait for a log line) until the launch starts
-    // stopping: from then on nothing of ours opens a session that would hold pgpool's smart
-    // shutdown open, reloads pgpool, or repairs nodes.
-    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
-    {
-        let (port, backends, settings) = (settings.port, backends.to_vec(), settings.clone());
-        tokio::spawn(until_stopping(
-            async move { monitor::log_budget(port, &backends, &settings).await },
-            stopping_rx.clone(),
-        ));
-    }
-    if backends.len() > 1 {
-        tokio::spawn(until_stopping(
-            discover::run(rerender, pgpool_pid),
-            stopping_rx.clone(),
-        ));
-    }
-    // The watchdog alone keeps running while the launch stops: a stuck child would hold
-    // pgpool's smart shutdown (Heroku's SIGTERM) open until the platform's SIGKILL.
-    if let Some(after) = settings.stuck_timeout {
-        tokio::spawn(stuck::run(pgpool_pid, settings.port, after));
-    }
-    tokio::spawn(until_stopping(
-        monitor::run(
-            dir.path().to_path_buf(),
-            settings.port,
-            backends.to_vec(),
-            settings.metrics_interval,
-            nodes.clone(),
-            pcp,
-        ),
-        stopping_rx,
-    ));
+    // Beside the app: the app need not wait for a log line.
+    let side = SideTasks::start(watch::Start {
+        settings: settings.clone(),
+        backends: backends.to_vec(),
+        files: dir.files().clone(),
+        release,
+        template,
+        pgpool: pgpool_pid,
+        nodes,
+        pcp,
+    });
     let vars = app_env::app_env(env, &backends[0], settings.port);
-    let mut app = match App::spawn(&cli.command, &vars) {
+    let mut app = match App::spawn(command, &vars) {
         Ok(a) => a,
         Err(e) => {
-            stopping.send_replace(true);
+            side.stop();
             pgpool.stop(settings.stop_timeout).await;
-            crate::error::print(&anyhow!("{}: {e}", cli.command[0].to_string_lossy()));
+            crate::error::print(&anyhow!("{}: {e}", command[0].to_string_lossy()));
             return Ok(Code::from_spawn_error(&e));
         }
     };
@@ -235,34 +213,20 @@ async fn serve(
         &mut app,
         &mut pgpool,
         &mut signals,
-        &stopping,
+        &side,
         settings.stop_timeout,
         settings.app_stop_timeout,
     )
     .await
 }
 
-/// Runs `task` until it ends or `stopping` turns true.
-async fn until_stopping(
-    task: impl std::future::Future<Output = ()>,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    tokio::select! {
-        _ = task => {}
-        _ = stopping.wait_for(|&s| s) => {}
-    }
-}
-
 /// Waits for a signal that should end a launch still starting up; others are dealt with.
-async fn until_terminating(
-    signals: &mut Signals,
-    pgpool: nix::unistd::Pid,
-) -> nix::sys::signal::Signal {
+async fn until_terminating(signals: &mut Signals, pgpool: Pid) -> Signal {
     loop {
         let sig = signals.recv().await;
-        if supervise::is_terminating(sig) {
+        if is_terminating(sig) {
             return sig;
         }
-        supervise::reap_strays(&[pgpool]);
+        reap_strays(&[pgpool]);
     }
 }

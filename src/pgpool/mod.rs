@@ -1,0 +1,17 @@
+//! pgpool itself: which release (family, locate), the files it reads (render, runtime_dir),
+//! the running process (process, guard, relay), and the two ways the launcher talks to it
+//! (sql, pcp).
+
+pub mod family;
+pub mod guard;
+pub mod locate;
+pub mod pcp;
+pub mod process;
+pub mod relay;
+pub mod render;
+pub mod runtime_dir;
+pub mod sql;
+
+pub use family::{Family, Release, Version};
+pub use process::Pgpool;
+pub use runtime_dir::{File, Files, RuntimeDir};

@@ -1,0 +1,121 @@
+//! Node events and metrics, from one `SHOW POOL_NODES` after another: one event line when a
+//! node goes up or down or changes role, and one l2met metrics line per node, `source=` its
+//! variable.
+
+use crate::config::Backend;
+use crate::pgpool::sql::Node;
+
+/// A change worth an event line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Down(usize),
+    Up(usize),
+    Role(usize, String),
+}
+
+/// What changed between two `SHOW POOL_NODES` results, by node id.
+pub fn changes(before: &[Node], now: &[Node]) -> Vec<Change> {
+    let mut out = Vec::new();
+    for n in now {
+        let Some(b) = before.iter().find(|b| b.id == n.id) else {
+            continue;
+        };
+        match (b.is_up(), n.is_up()) {
+            (true, false) => out.push(Change::Down(n.id)),
+            (false, true) => out.push(Change::Up(n.id)),
+            _ => {}
+        }
+        if b.role != n.role && !n.role.is_empty() {
+            out.push(Change::Role(n.id, n.role.clone()));
+        }
+    }
+    out
+}
+
+/// The variable a node came from, as every line names it.
+pub fn source(backends: &[Backend], id: usize) -> &str {
+    backends
+        .get(id)
+        .map(|b| b.var.as_str())
+        .unwrap_or("unknown")
+}
+
+pub fn log_change(backends: &[Backend], c: &Change) {
+    match c {
+        Change::Down(id) => tracing::warn!(source = source(backends, *id), node = id, "node-down"),
+        Change::Up(id) => tracing::info!(source = source(backends, *id), node = id, "node-up"),
+        Change::Role(id, role) => {
+            tracing::warn!(
+                source = source(backends, *id),
+                node = id,
+                role = role.as_str(),
+                "node-role"
+            )
+        }
+    }
+}
+
+pub fn log_metrics(backends: &[Backend], nodes: &[Node]) {
+    for n in nodes {
+        tracing::info!(
+            source = source(backends, n.id),
+            "sample#pgpool.node.select_count" = n.select_count,
+            "sample#pgpool.node.lag_bytes" = n.lag_bytes,
+            "sample#pgpool.node.up" = u8::from(n.is_up()),
+            role = n.role.as_str(),
+            "metrics"
+        );
+    }
+}
+
+/// The nodes as one debug field: `id:status/role/pg_status/pg_role/replication_state,...`.
+pub fn summary(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "{}:{}/{}/{}/{}/{}",
+                n.id,
+                n.status,
+                n.role,
+                n.pg_status.as_deref().unwrap_or("-"),
+                n.pg_role.as_deref().unwrap_or("-"),
+                n.replication_state
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(id: usize, status: &str, role: &str) -> Node {
+        Node::at(id, status, role)
+    }
+
+    #[test]
+    fn changes_are_per_node_transitions() {
+        let before = [
+            n(0, "up", "primary"),
+            n(1, "up", "standby"),
+            n(2, "down", "standby"),
+        ];
+        let now = [
+            n(0, "down", "standby"),
+            n(1, "up", "primary"),
+            n(2, "waiting", "standby"),
+        ];
+        assert_eq!(
+            changes(&before, &now),
+            vec![
+                Change::Down(0),
+                Change::Role(0, "standby".into()),
+                Change::Role(1, "primary".into()),
+                Change::Up(2)
+            ]
+        );
+        assert!(changes(&now, &now).is_empty());
+    }
+}
