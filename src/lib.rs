@@ -1,18 +1,19 @@
-//! start-pgpool as a library: `main.rs` calls [`cli::parse`] and [`launch::run`]; integration
-//! tests and benchmarks reach the pure parts. docs/ARCHITECTURE.md is the map.
+//! start-pgpool as a library: `main.rs` calls [`cli::parse`] and [`launch::run`]; the
+//! integration tests reach the pure parts (config, render, the app's URL, the error line).
+//! docs/ARCHITECTURE.md is the map.
 //!
 //! Imports only go down this list: `launch` may use everything below it, `os` only the leaves.
 
+pub mod launch;
 pub mod cli;
+mod status;
+mod watch;
+pub mod pgpool;
 pub mod config;
+mod os;
+mod log;
 pub mod error;
 pub mod exit;
-pub mod launch;
-pub mod log;
-pub mod os;
-pub mod pgpool;
 pub mod secret;
-pub mod status;
-pub mod watch;
 
 pub mod conf_lexer;

@@ -3,8 +3,8 @@
 //! module; this file only orders them and owns the cleanup.
 
 pub mod app_env;
-pub mod ready;
-pub mod supervise;
+mod ready;
+mod supervise;
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

@@ -3,15 +3,15 @@
 //! (sql, pcp).
 
 pub mod family;
-pub mod guard;
+pub(crate) mod guard;
 pub mod locate;
-pub mod pcp;
-pub mod process;
-pub mod relay;
+pub(crate) mod pcp;
+pub(crate) mod process;
+pub(crate) mod relay;
 pub mod render;
 pub mod runtime_dir;
-pub mod sql;
+pub(crate) mod sql;
 
 pub use family::{Family, Release, Version};
-pub use process::Pgpool;
+pub(crate) use process::Pgpool;
 pub use runtime_dir::{File, Files, RuntimeDir};
