@@ -1,6 +1,12 @@
 //! Every item the tests take from the start_pgpool library, each named once, here: when the
 //! library's modules move, only the paths in this file change. The modules below carry the
 //! library's current module names, so a test reads `backends::resolve`, `render::render`.
+//!
+//! What the tests use of these beyond their names: `Backend`'s fields `host`, `port`, `user`,
+//! `dbname`, `password` (and struct update syntax on it), `Role::Primary`, `Settings::from_env`
+//! and `Settings::url_vars`, `Env` collected from `(String, String)` pairs, the fields
+//! `pgpool_conf` and `pool_passwd` of what `render` returns, `Secret::new` and `expose`, and
+//! that the version `family::version` returns parses from and prints as `4.3.5`.
 
 pub mod app_env {
     pub use start_pgpool::app_env::database_url;
