@@ -4,16 +4,14 @@
 //!
 //! Imports only go down this list: `launch` may use everything below it, `os` only the leaves.
 
-pub mod launch;
 pub mod cli;
-mod status;
-mod watch;
-pub mod pgpool;
 pub mod config;
-mod os;
-mod log;
 pub mod error;
 pub mod exit;
+pub mod launch;
+mod log;
+mod os;
+pub mod pgpool;
 pub mod secret;
-
-pub mod conf_lexer;
+mod status;
+mod watch;

@@ -1,20 +1,34 @@
 //! Failures under load (issue 7): a follower killed or restarted, a primary promoted, a primary
 //! unreachable at start, a lagging follower, all followers gone. Each scenario runs on a real
-//! cluster of its own with the load of `common::load` going through the app's `DATABASE_URL`.
+//! cluster of its own with the load of `support::load` going through the app's `DATABASE_URL`.
 //!
 //! The scenarios take turns (one lock): they measure seconds, and six clusters under load on two
 //! cores at once would measure the machine instead. Each prints a `FIGURES` line (run with
 //! `--nocapture`) before it asserts, so a failing run still reports what it saw.
+//!
+//! A binary of its own, not a module of the suite (tests/suite/main.rs), for the same reason:
+//! cargo runs test binaries one after another, so nothing else runs beside these scenarios.
+//! Inside the suite they would share the two cores with its other tests (launchers, pgpools and
+//! psql sessions by the dozen, a 500-case property test), and their bounds (no hang, new
+//! sessions working 3 s after a failure, reads back within 5 s) would measure that load.
 
-mod common;
+// Only the support modules this binary needs, and not every item of them: `allow(dead_code)`
+// for that alone. The suite uses every item of tests/support, so dead code is caught there.
+#[allow(dead_code)]
+mod support {
+    pub mod cluster;
+    pub mod launcher;
+    pub mod load;
+    pub mod proc;
+}
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::cluster::{self, Cluster};
-use common::launcher::*;
-use common::load::{Load, Report, Who};
+use support::cluster::{self, Cluster};
+use support::launcher::*;
+use support::load::{Event, Load, Outcome, Report, Who};
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -27,101 +41,6 @@ const ANY_READER: Who = Who::Reader(usize::MAX);
 /// New sessions must all succeed from this long after a follower fails (pgpool has detected it
 /// by then: its health check runs every second). Measured: 1 failure at 1-3 s in 1 of 9 runs.
 const NEW_SESSIONS_WITHIN: Duration = Duration::from_secs(3);
-
-/// A launcher running an app that only publishes its `DATABASE_URL` and waits; stopped (and
-/// its log collected) on drop or by [`Live::stop`].
-struct Live {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-    url: String,
-    _l: Launcher,
-}
-
-impl Live {
-    fn start(l: Launcher) -> Live {
-        let dir = l.runtime_parent.path().to_path_buf();
-        let url_file = dir.join("url");
-        let log = dir.join("launcher.log");
-        let mut cmd = l.command(&[
-            "sh",
-            "-c",
-            r#"printf %s "$DATABASE_URL" > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 300"#,
-            url_file.to_str().unwrap(),
-        ]);
-        cmd.stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let child = cmd.spawn().expect("start start-pgpool");
-        let mut live = Live {
-            child: Some(child),
-            log,
-            url: String::new(),
-            _l: l,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(u) = std::fs::read_to_string(&url_file) {
-                live.url = u;
-                return live;
-            }
-            if let Some(s) = live.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("launcher exited ({s}) before the app ran:\n{}", live.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the app did not start within 30 s:\n{}",
-                live.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Children the launcher found stuck and SIGKILLed (src/stuck.rs).
-    fn stuck_kills(&self) -> usize {
-        self.log().matches(" at=pgpool-child-stuck ").count()
-    }
-
-    /// Waits (max `timeout`) until the launcher has logged `n` lines with `at=<at>`.
-    fn wait_log(&self, at: &str, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let needle = format!(" at={at} ");
-        while self.log().matches(&needle).count() < n {
-            assert!(
-                Instant::now() < deadline,
-                "no {n} `at={at}` lines within {timeout:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM, then waits (max 30 s; SIGKILL after that). Returns the launcher's log.
-    fn stop(&mut self) -> String {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while c.try_wait().unwrap().is_none() {
-                if Instant::now() >= deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        self.log()
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn launcher(c: &Cluster) -> Launcher {
     let mut l = Launcher::new(c);
@@ -143,7 +62,7 @@ fn since(t: Duration, base: Duration) -> f64 {
 /// (measured: 2 of ~14 runs with SIGKILL on our 4.6.1 build, `connection closed` right at the
 /// kill, although its reads were on another node); a retried write then succeeds. Readers on
 /// healthy nodes must not break at all.
-fn check_broken(broken: &[common::load::Event]) {
+fn check_broken(broken: &[Event]) {
     let readers: Vec<_> = broken
         .iter()
         .filter(|e| e.who != Who::Writer)
@@ -184,9 +103,9 @@ fn pgpool_label() -> String {
 /// What scenario 1 with an immediate stop measured.
 struct FollowerStopped {
     hung: usize,
-    hung_events: Vec<common::load::Event>,
-    broken: Vec<common::load::Event>,
-    new_conn: Vec<common::load::Event>,
+    hung_events: Vec<Event>,
+    broken: Vec<Event>,
+    new_conn: Vec<Event>,
     writer_failures: usize,
     back: Option<Duration>,
     stuck_kills: usize,
@@ -275,7 +194,7 @@ fn check_no_stuck_kills(kills: usize, log: &str) {
 }
 
 /// Scenario 1 on Debian's stock pgpool 4.3.5, which leaves sessions hung for ever after an
-/// immediate stop of a follower (PGPOOL_FAILOVER.md, mechanism D): once with the launcher's
+/// immediate stop of a follower (docs/pgpool.md, "Mechanism D: the hang"): once with the launcher's
 /// watchdog off (figures only: the hang is a race), once with it on, where no session may hang.
 /// Healthy sessions do break on stock pgpool; the figures say how many.
 #[test]
@@ -395,7 +314,7 @@ struct Promotion {
     hung: usize,
     writes_back: Option<f64>,
     stale_last: Option<f64>,
-    late_writes: Vec<common::load::Event>,
+    late_writes: Vec<Event>,
     late_stale: usize,
     first_write: bool,
 }
@@ -414,7 +333,7 @@ fn promotion(r: &Report, c: &Cluster, t_fail: Duration, t_promoted: Duration) ->
         stale_last: r
             .events
             .iter()
-            .filter(|e| e.at >= t_fail && e.outcome == common::load::Outcome::Ok(p2))
+            .filter(|e| e.at >= t_fail && e.outcome == Outcome::Ok(p2))
             .map(|e| e.at)
             .next_back()
             .map(|t| since(t, t_promoted)),
@@ -494,7 +413,7 @@ fn primary_promoted_after_pgpool_gave_up() {
         .failures(Who::Writer, t_fail + Duration::from_secs(4), t_promoted)
         .into_iter()
         .filter_map(|e| match e.outcome {
-            common::load::Outcome::Err(m) => Some(m),
+            Outcome::Err(m) => Some(m),
             _ => None,
         })
         .collect();
@@ -516,7 +435,7 @@ fn primary_promoted_after_pgpool_gave_up() {
 }
 
 /// Beyond scenario 3: the primary itself stops and starts again after pgpool's search for a
-/// new one is over. pgpool never re-attaches a primary by itself (NOTES gotcha 4); the launcher
+/// new one is over. pgpool never re-attaches a primary by itself (docs/pgpool.md, "Failover and the primary search"); the launcher
 /// sees the server answer as a primary and attaches it, with the same launcher and app.
 #[test]
 fn primary_restarted_after_pgpool_gave_up() {
@@ -633,7 +552,7 @@ fn lagging_follower_gets_no_reads() {
     let back = r
         .events
         .iter()
-        .find(|e| e.at >= t_resume && e.outcome == common::load::Outcome::Ok(p2))
+        .find(|e| e.at >= t_resume && e.outcome == Outcome::Ok(p2))
         .map(|e| secs(e.at - t_resume));
     let failures = [ANY_READER, Who::Connector, Who::Writer]
         .iter()
@@ -663,7 +582,7 @@ fn lagging_follower_gets_no_reads() {
 fn r_served(load: &Load, port: u16) -> usize {
     load.events()
         .iter()
-        .filter(|e| e.outcome == common::load::Outcome::Ok(port))
+        .filter(|e| e.outcome == Outcome::Ok(port))
         .count()
 }
 

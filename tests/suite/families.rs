@@ -7,16 +7,14 @@
 //!
 //! Golden files: `tests/golden/pgpool-<family>.conf`, what `--print-config` renders for a fixed
 //! environment. After a deliberate template change, rewrite them with
-//! `UPDATE_GOLDEN=1 cargo test --test families` and review the diff.
-
-mod common;
+//! `UPDATE_GOLDEN=1 cargo test --test suite families::` and review the diff.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::cluster;
-use common::launcher::*;
+use crate::support::cluster;
+use crate::support::launcher::*;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 
@@ -39,20 +37,16 @@ fn version_printer(dir: &Path, version_line: &str) -> PathBuf {
 
 /// `start-pgpool --print-config` for a fixed app: a primary and two followers, no cluster.
 fn print_config(pgpool: &Path) -> String {
-    let out = Command::new(BIN)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("PGPOOL_BIN", pgpool)
-        .env("PGPOOL_URLS", "DATABASE_URL FOLLOWER1_URL FOLLOWER2_URL")
-        .env("DATABASE_URL", "postgres://app:secret@10.0.0.1:5432/appdb")
-        .env("FOLLOWER1_URL", "postgres://app:secret@10.0.0.2:5433/appdb")
-        .env("FOLLOWER2_URL", "postgres://app:secret@[fd00::3]/appdb")
-        .env("PGPOOL_PORT", "6432")
-        .env("PGPOOL_RUNTIME_DIR", "/tmp")
-        .arg("--print-config")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let mut l = Launcher::empty();
+    l.set("PATH", "/usr/bin:/bin")
+        .set("PGPOOL_BIN", pgpool)
+        .set("PGPOOL_URLS", "DATABASE_URL FOLLOWER1_URL FOLLOWER2_URL")
+        .set("DATABASE_URL", "postgres://app:secret@10.0.0.1:5432/appdb")
+        .set("FOLLOWER1_URL", "postgres://app:secret@10.0.0.2:5433/appdb")
+        .set("FOLLOWER2_URL", "postgres://app:secret@[fd00::3]/appdb")
+        .set("PGPOOL_PORT", "6432")
+        .set("PGPOOL_RUNTIME_DIR", "/tmp");
+    let out = l.command(&["--print-config"]).output().unwrap();
     assert_ok(&out);
     stdout(&out)
 }
@@ -65,14 +59,14 @@ fn check_golden(name: &str, actual: &str) {
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (UPDATE_GOLDEN=1 cargo test --test families writes it)",
+            "{}: {e} (UPDATE_GOLDEN=1 cargo test --test suite families:: writes it)",
             path.display()
         )
     });
     assert_eq!(
         actual,
         expected,
-        "rendered pgpool.conf differs from {} (after a deliberate change: UPDATE_GOLDEN=1 cargo test --test families)",
+        "rendered pgpool.conf differs from {} (after a deliberate change: UPDATE_GOLDEN=1 cargo test --test suite families::)",
         path.display()
     );
 }
@@ -161,15 +155,11 @@ fn family_4_3_and_4_6_golden_files() {
 fn a_release_outside_the_known_families_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let bin = version_printer(dir.path(), "pgpool-II version 4.7.3 (ikaruboshi)");
-    let out = Command::new(BIN)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("PGPOOL_BIN", &bin)
-        .env("DATABASE_URL", "postgres://app:secret@10.0.0.1/appdb")
-        .arg("--print-config")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let mut l = Launcher::empty();
+    l.set("PATH", "/usr/bin:/bin")
+        .set("PGPOOL_BIN", &bin)
+        .set("DATABASE_URL", "postgres://app:secret@10.0.0.1/appdb");
+    let out = l.command(&["--print-config"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -185,7 +175,7 @@ fn a_release_outside_the_known_families_is_refused_by_name() {
 fn read_back_every_key(bin: &Path) -> (String, Vec<String>) {
     let c = cluster::shared();
     let mut l = Launcher::new(c);
-    l.set("PGPOOL_BIN", &bin.display().to_string());
+    l.set("PGPOOL_BIN", bin);
     let out = l.run_sh(
         r#"set -e
 conf=$(echo "$PGPOOL_RUNTIME_DIR"/start-pgpool-*/pgpool.conf)

@@ -1,78 +1,10 @@
 //! What a user sees of a running launcher: metrics lines, node events, `start-pgpool status`.
 
-mod common;
-
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{self, Cluster};
-use common::launcher::*;
-
-/// An l2met line: `start-pgpool key=value key="quoted value" ...` -> map (the first word is
-/// the program name and kept as `_prog`).
-fn l2met(line: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut chars = line.chars().peekable();
-    let mut first = true;
-    while chars.peek().is_some() {
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ' ' {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'=') {
-            chars.next();
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => value.extend(chars.next()),
-                        '"' => break,
-                        c => value.push(c),
-                    }
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if c == ' ' {
-                        break;
-                    }
-                    value.push(c);
-                    chars.next();
-                }
-            }
-        }
-        if first {
-            out.insert("_prog".into(), key);
-            first = false;
-        } else if !key.is_empty() {
-            out.insert(key, value);
-        }
-    }
-    out
-}
-
-fn lines_at(stderr: &str, at: &str) -> Vec<BTreeMap<String, String>> {
-    stderr
-        .lines()
-        .map(l2met)
-        .filter(|m| m.get("at").map(String::as_str) == Some(at))
-        .collect()
-}
-
-#[test]
-fn the_l2met_parser_reads_quotes() {
-    let m = l2met(r#"start-pgpool at=x level=info msg="a \"b\" c" n=1"#);
-    assert_eq!(m["_prog"], "start-pgpool");
-    assert_eq!(m["msg"], "a \"b\" c");
-    assert_eq!(m["n"], "1");
-}
+use crate::support::cluster::{self, Cluster};
+use crate::support::l2met::lines_at;
+use crate::support::launcher::*;
 
 #[test]
 fn metrics_are_logged_per_node_every_interval() {

@@ -1,13 +1,12 @@
 //! The launcher end to end: real pgpool in front of the shared TLS/SCRAM cluster.
 
-mod common;
-
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::cluster;
-use common::launcher::*;
+use crate::support::cluster;
+use crate::support::launcher::*;
+use crate::support::proc::{cmdline, descendants, processes_mentioning};
 
 #[test]
 fn reads_spread_over_the_followers_and_writes_reach_the_primary() {
@@ -132,10 +131,7 @@ fn exit_codes_pass_through() {
 
 #[test]
 fn no_command_is_a_usage_error() {
-    let out = std::process::Command::new(BIN)
-        .env_clear()
-        .output()
-        .unwrap();
+    let out = Launcher::empty().command(&[]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("Usage"), "{}", show(&out));
 }
@@ -161,16 +157,7 @@ fn secrets_stay_out_of_argv_and_only_pool_passwd_holds_them() {
         assert!(hits.is_empty(), "password in argv: {hits:?}");
     }
 
-    let dir = std::fs::read_dir(l.runtime_parent.path())
-        .unwrap()
-        .flatten()
-        .find(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("start-pgpool-{}-", l.port))
-        })
-        .expect("runtime dir")
-        .path();
+    let dir = l.runtime_dir().expect("runtime dir");
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);

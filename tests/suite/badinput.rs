@@ -3,8 +3,6 @@
 //! Then the other side: awkward but legal input works end to end against the real cluster,
 //! and the password only ever lands in pool_passwd and the app's DATABASE_URL.
 
-mod common;
-
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::OsStringExt;
@@ -13,8 +11,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cluster;
-use common::launcher::*;
+use crate::support::cluster;
+use crate::support::conf_lexer;
+use crate::support::launcher::*;
+use crate::support::proc::{
+    cmdline, comm, descendants, processes_mentioning, socket_inodes, tcp_listeners,
+};
 
 /// The password of the fake URLs: every character that needs escaping somewhere.
 const PW: &str = "Sekr3t:pw'\"#% \\@/x";
@@ -740,9 +742,9 @@ fn cases(fx: &Fixture) -> Vec<Case> {
 
 /// Every form of every password in `env`, as it could leak: raw, as written in the URL, and
 /// escaped for pool_passwd.
-fn secrets(env: &[(String, OsString)]) -> Vec<String> {
+fn secrets(l: &Launcher) -> Vec<String> {
     let mut out = vec![PW.to_string(), PW_ENC.to_string()];
-    for (_, v) in env {
+    for v in l.env.values() {
         let Some(v) = v.to_str() else { continue };
         if let Ok(u) = url::Url::parse(v)
             && let Some(p) = u.password()
@@ -759,65 +761,46 @@ fn secrets(env: &[(String, OsString)]) -> Vec<String> {
     out
 }
 
-struct Run {
+struct Outcome {
     code: Option<i32>,
     stdout: String,
     stderr: String,
     elapsed: Duration,
 }
 
-/// Runs the launcher with a cleared env: the base (a primary and a follower on closed loopback
-/// ports, a free PGPOOL_PORT, a private runtime parent) plus the case's changes.
-fn run_case(c: &Case, parent: &Path) -> (Run, Vec<(String, OsString)>) {
-    let port = free_port();
-    let mut env: Vec<(String, OsString)> = vec![
-        ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
-        ("HOME".into(), parent.as_os_str().to_owned()),
-        ("PGPOOL_BIN".into(), pgpool_bin().into_os_string()),
-        ("PGPOOL_PORT".into(), port.to_string().into()),
-        ("PGPOOL_RUNTIME_DIR".into(), parent.as_os_str().to_owned()),
-        // If a case were wrongly accepted, it would fail against these closed ports soon.
-        ("PGPOOL_READY_TIMEOUT".into(), "3".into()),
-        ("PGPOOL_URLS".into(), "DATABASE_URL FOLLOWER_URL".into()),
-        (
-            "DATABASE_URL".into(),
-            url("app", "127.0.0.1:65001", "appdb").into(),
-        ),
-        (
-            "FOLLOWER_URL".into(),
-            url("app", "127.0.0.2:65001", "appdb").into(),
-        ),
-    ];
+/// Runs the launcher in the harness's bare environment (its own runtime parent and a free
+/// PGPOOL_PORT) with a primary and a follower on closed loopback ports, plus the case's changes.
+fn run_case(c: &Case) -> (Outcome, Launcher) {
+    let mut l = Launcher::bare();
+    // If a case were wrongly accepted, it would fail against these closed ports soon.
+    l.set("PGPOOL_READY_TIMEOUT", "3")
+        .set("PGPOOL_URLS", "DATABASE_URL FOLLOWER_URL")
+        .set("DATABASE_URL", url("app", "127.0.0.1:65001", "appdb"))
+        .set("FOLLOWER_URL", url("app", "127.0.0.2:65001", "appdb"));
     for (k, v) in &c.env {
-        env.retain(|(name, _)| name != k);
         match v {
-            V::Set(s) => env.push((k.to_string(), s.into())),
-            V::Owned(s) => env.push((k.to_string(), s.into())),
-            V::Bytes(b) => env.push((k.to_string(), OsString::from_vec(b.clone()))),
-            V::Unset => {}
-        }
+            V::Set(s) => l.set(k, s),
+            V::Owned(s) => l.set(k, s),
+            V::Bytes(b) => l.set(k, OsString::from_vec(b.clone())),
+            V::Unset => l.unset(k),
+        };
     }
     let started = Instant::now();
-    let out = Command::new(BIN)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(&c.args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run start-pgpool");
+    let out = l.command(&c.args).output().expect("run start-pgpool");
     (
-        Run {
+        Outcome {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             elapsed: started.elapsed(),
         },
-        env,
+        l,
     )
 }
 
 /// Everything a refused launch must satisfy; returns what is wrong.
-fn check_refused(c: &Case, r: &Run, env: &[(String, OsString)], parent: &Path) -> Vec<String> {
+fn check_refused(c: &Case, r: &Outcome, l: &Launcher) -> Vec<String> {
+    let parent = l.runtime_parent.path();
     let mut bad = Vec::new();
     if matches!(r.code, Some(0) | None) {
         bad.push(format!("exit code {:?}, expected a non-zero code", r.code));
@@ -837,7 +820,7 @@ fn check_refused(c: &Case, r: &Run, env: &[(String, OsString)], parent: &Path) -
             c.says
         )),
     }
-    for s in secrets(env) {
+    for s in secrets(l) {
         if r.stderr.contains(&s) || r.stdout.contains(&s) {
             bad.push(format!("a password leaked: {s:?}"));
         }
@@ -865,9 +848,8 @@ fn every_bad_input_is_refused_in_one_line_and_leaves_nothing() {
     assert!(all.len() >= 40, "{} cases", all.len());
     let mut failures = Vec::new();
     for c in &all {
-        let parent = tempfile::tempdir().unwrap();
-        let (r, env) = run_case(c, parent.path());
-        let bad = check_refused(c, &r, &env, parent.path());
+        let (r, l) = run_case(c);
+        let bad = check_refused(c, &r, &l);
         if !bad.is_empty() {
             failures.push(format!(
                 "{}: {}\n  code {:?}\n  stdout {:?}\n  stderr {:?}",
@@ -898,7 +880,6 @@ fn a_busy_port_is_refused_at_once() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let fx = Fixture::new();
-    let parent = tempfile::tempdir().unwrap();
     let port_s: &'static str = Box::leak(port.to_string().into_boxed_str());
     let c = case(
         "port in use",
@@ -909,8 +890,8 @@ fn a_busy_port_is_refused_at_once() {
         "PGPOOL_PORT: ",
         "already in use",
     );
-    let (r, env) = run_case(&c, parent.path());
-    let bad = check_refused(&c, &r, &env, parent.path());
+    let (r, l) = run_case(&c);
+    let bad = check_refused(&c, &r, &l);
     assert!(bad.is_empty(), "{bad:?}\n{}", r.stderr);
     assert!(r.elapsed < Duration::from_secs(5), "took {:?}", r.elapsed);
     assert!(r.stderr.contains(&port.to_string()));
@@ -977,9 +958,9 @@ fn awkward_names_and_password_work_end_to_end() {
             enc(&db)
         )
     };
-    l.set("DATABASE_URL", &u(0));
+    l.set("DATABASE_URL", u(0));
     for i in 1..=c.followers() {
-        l.set(&format!("FOLLOWER{i}_URL"), &u(i));
+        l.set(&format!("FOLLOWER{i}_URL"), u(i));
     }
     let out = l.run_sh(
         r#"psql "$DATABASE_URL" -XAtc 'select current_user, current_database(), current_setting($$application_name$$)' -F '|' &&
@@ -1002,7 +983,7 @@ fn awkward_names_render_verbatim_in_print_config() {
     let db = "d b#%@/\"";
     l.set(
         "DATABASE_URL",
-        &format!(
+        format!(
             "postgres://{}:{}@db.example.com:6000/{}",
             enc(user),
             enc(c.password()),
@@ -1014,7 +995,7 @@ fn awkward_names_render_verbatim_in_print_config() {
     let out = l.command(&["--print-config"]).output().unwrap();
     assert_ok(&out);
     let conf = stdout(&out);
-    let entries = start_pgpool::conf_lexer::parse(&conf).unwrap();
+    let entries = conf_lexer::parse(&conf).unwrap();
     let get = |k: &str| -> Vec<&str> {
         entries
             .iter()
@@ -1033,11 +1014,11 @@ fn awkward_names_render_verbatim_in_print_config() {
     // IPv6 in brackets is legal and reaches pgpool without them.
     l.set(
         "DATABASE_URL",
-        &format!("postgres://app:{}@[::1]:6001/appdb", enc(c.password())),
+        format!("postgres://app:{}@[::1]:6001/appdb", enc(c.password())),
     );
     let out = l.command(&["--print-config"]).output().unwrap();
     assert_ok(&out);
-    let entries = start_pgpool::conf_lexer::parse(&stdout(&out)).unwrap();
+    let entries = conf_lexer::parse(&stdout(&out)).unwrap();
     assert!(
         entries
             .iter()
@@ -1047,51 +1028,6 @@ fn awkward_names_render_verbatim_in_print_config() {
 
 // ---------------------------------------------------------------------------------------------
 // Secrets while pgpool runs.
-
-/// Every process whose argv or environment could be read by someone else.
-fn pids_of_tree(root: u32) -> Vec<u32> {
-    descendants(root)
-}
-
-/// TCP sockets in LISTEN state, as (local port, inode), from /proc/net/tcp and tcp6.
-fn tcp_listeners() -> Vec<(u16, u64)> {
-    let mut out = Vec::new();
-    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(f) else {
-            continue;
-        };
-        for l in text.lines().skip(1) {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            if cols.len() < 10 || cols[3] != "0A" {
-                continue;
-            }
-            let port = cols[1]
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if let (Some(port), Ok(inode)) = (port, cols[9].parse::<u64>()) {
-                out.push((port, inode));
-            }
-        }
-    }
-    out
-}
-
-fn socket_inodes(pid: u32) -> Vec<u64> {
-    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return vec![];
-    };
-    rd.flatten()
-        .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .filter_map(|t| {
-            t.to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
 
 #[test]
 fn passwords_stay_in_pool_passwd_and_the_apps_url() {
@@ -1138,7 +1074,8 @@ fn passwords_stay_in_pool_passwd_and_the_apps_url() {
     );
 
     // argv of every process of the launcher's tree, and pgpool's environment.
-    let tree = pids_of_tree(launcher_pid);
+    // Every process whose argv or environment could be read by someone else.
+    let tree = descendants(launcher_pid);
     assert!(
         tree.len() > 3,
         "launcher, pgpool and its children, the app: {tree:?}"
@@ -1146,9 +1083,7 @@ fn passwords_stay_in_pool_passwd_and_the_apps_url() {
     let pgpool_pids: Vec<u32> = tree
         .iter()
         .copied()
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "pgpool")
-        })
+        .filter(|&p| comm(p) == "pgpool")
         .collect();
     assert!(!pgpool_pids.is_empty());
     for pid in &tree {
@@ -1171,22 +1106,20 @@ fn passwords_stay_in_pool_passwd_and_the_apps_url() {
             );
         }
     }
-    for pid in processes_mentioning("pgpool").iter().map(|p| p.0) {
-        let argv = cmdline(pid as u32);
+    // Every pgpool on the machine, this one's children out of its tree too (pgpool retitles
+    // them, its name stays). Not every process mentioning pgpool: other tests' apps run
+    // `psql "$DATABASE_URL" -c "pgpool show ..."`, the URL with its password in their argv.
+    for (pid, _) in processes_mentioning("pgpool")
+        .into_iter()
+        .filter(|&(p, _)| comm(p) == "pgpool")
+    {
+        let argv = cmdline(pid);
         assert!(!argv.contains(&pw) && !argv.contains(&enc(&pw)), "{argv}");
     }
 
     // Files: the directory is 0700; only pool_passwd (0600) holds the password.
-    let rundir = std::fs::read_dir(l.runtime_parent.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("start-pgpool-")
-        })
+    let rundir = l
+        .runtime_dir()
         .expect("the runtime directory exists while the app runs");
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&rundir), 0o700);
@@ -1324,11 +1257,11 @@ fn a_wrong_password_fails_without_echoing_it() {
             c.port(node)
         )
     };
-    l.set("DATABASE_URL", &u(0))
+    l.set("DATABASE_URL", u(0))
         .set("PGPOOL_LOG_LEVEL", "debug")
         .set("PGPOOL_READY_TIMEOUT", "4");
     for i in 1..=c.followers() {
-        l.set(&format!("FOLLOWER{i}_URL"), &u(i));
+        l.set(&format!("FOLLOWER{i}_URL"), u(i));
     }
     let out = l.run_sh("echo APP-RAN");
     assert!(!out.status.success(), "{}", show(&out));

@@ -4,13 +4,11 @@
 //! `etc/build-pgpool`), then the compiled app's `bin/start-pgpool` with its `.profile.d`
 //! sourced, `/usr/sbin` off PATH, in a moved slug, against the real cluster.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::cluster;
-use common::launcher::*;
+use crate::support::cluster;
+use crate::support::launcher::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const STACK: &str = "heroku-24";

@@ -1,5 +1,7 @@
 //! pgpool.conf read back the way pgpool 4.3.5 reads it (`src/config/pool_config.l`,
 //! `ParseConfigFile`), so tests can check that what we render means exactly what we intended.
+//! A test oracle, so it lives with the tests (it was `src/conf_lexer.rs`); its own checks are in
+//! `tests/suite/selftest.rs`.
 //!
 //! pgpool's lexer, in flex terms (longest match wins, ties go to the earlier rule):
 //!
@@ -19,7 +21,7 @@
 //!
 //! and its parser: skip EOLs; a KEY must come next (anything else is a syntax error); an
 //! optional `=`; then *any* token is the value, even an EOL or an error token. Nothing demands
-//! an EOL after the value, which is why `'x' port = 6433 #'` sets `port` (NOTES Q4).
+//! an EOL after the value, which is why `'x' port = 6433 #'` sets `port` (docs/pgpool.md, "pgpool.conf has no escaping").
 //!
 //! Pure and byte-based, as pgpool is: bytes >= 0x80 are letters.
 
@@ -281,104 +283,4 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, SyntaxError> {
         }
     }
     Ok(entries)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kv(text: &str) -> Vec<(String, String)> {
-        parse(text)
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.key, e.value))
-            .collect()
-    }
-
-    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    // Every row of NOTES Q4, measured against pgpool 4.3.5.
-    #[test]
-    fn notes_q4_table() {
-        assert!(
-            parse("recovery_user = 'ab''cd'\n").is_err(),
-            "'' is a syntax error"
-        );
-        assert_eq!(
-            kv("recovery_user = 'ab\\'cd'\n"),
-            pairs(&[("recovery_user", "ab\\'cd")])
-        );
-        assert_eq!(
-            kv("recovery_user = 'ab#cd' # comment\n"),
-            pairs(&[("recovery_user", "ab#cd")])
-        );
-        assert_eq!(
-            kv("recovery_user = 'ab\ncd'\n"),
-            pairs(&[("recovery_user", "'"), ("ab", "\n"), ("cd", "'")])
-        );
-        assert_eq!(
-            kv("recovery_user = 'x' recovery_password = 'INJECTED' #'\n"),
-            pairs(&[("recovery_user", "x"), ("recovery_password", "INJECTED")])
-        );
-        assert_eq!(
-            kv("recovery_user = 'x' port = 6433 #'\n"),
-            pairs(&[("recovery_user", "x"), ("port", "6433")])
-        );
-        assert_eq!(
-            kv("recovery_user = ab cd\n"),
-            pairs(&[("recovery_user", "ab"), ("cd", "\n")])
-        );
-        assert_eq!(
-            kv("recovery_user 'noeq'\n"),
-            pairs(&[("recovery_user", "noeq")])
-        );
-        assert_eq!(
-            kv("recovery_user = 'a$b%c@d:e/f\"g'\n"),
-            pairs(&[("recovery_user", "a$b%c@d:e/f\"g")])
-        );
-        assert_eq!(
-            kv("recovery_user = 'abc\\'\n"),
-            pairs(&[("recovery_user", "abc\\")])
-        );
-        assert_eq!(
-            kv("recovery_user = 'a\rb'\n"),
-            pairs(&[("recovery_user", "a\rb")])
-        );
-        assert_eq!(
-            kv("log_connections = maybe\n"),
-            pairs(&[("log_connections", "maybe")])
-        );
-    }
-
-    #[test]
-    fn token_kinds_follow_flex_longest_match() {
-        let kinds = |t: &str| -> Vec<Kind> { tokens(t).into_iter().map(|t| t.0).collect() };
-        use Kind::*;
-        assert_eq!(kinds("port = 5432"), vec![Key, Equals, Integer, Eof]);
-        assert_eq!(kinds("a = 1MB"), vec![Key, Equals, Integer, Eof]);
-        assert_eq!(kinds("a = 0x1F"), vec![Key, Equals, Integer, Eof]);
-        assert_eq!(kinds("a = -1.5e3"), vec![Key, Equals, Real, Eof]);
-        assert_eq!(kinds("a = /x"), vec![Key, Equals, Error, Key, Eof]);
-        assert_eq!(kinds("a = b/c:d"), vec![Key, Equals, Unquoted, Eof]);
-        assert_eq!(kinds("é = ü"), vec![Key, Equals, Key, Eof]);
-        assert_eq!(kinds("# only\n"), vec![Eol, Eof]);
-        assert_eq!(kinds("#"), vec![Error, Eof], "a comment needs its newline");
-        assert_eq!(kinds("'a\\'b'"), vec![String, Eof]);
-    }
-
-    #[test]
-    fn include_and_trailing_keys_are_entries() {
-        assert_eq!(
-            kv("a = 'x' include '/etc/passwd'\nb"),
-            pairs(&[("a", "x"), ("include", "/etc/passwd"), ("b", "")])
-        );
-        assert!(parse("= 'x'\n").is_err());
-        assert!(parse("'x'\n").is_err());
-        assert_eq!(parse("a = 'x'\n").unwrap()[0].kind, Kind::String);
-        assert_eq!(parse("a = 'x'\n\nb = 2\n").unwrap()[1].line, 3);
-    }
 }

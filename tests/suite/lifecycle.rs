@@ -2,288 +2,21 @@
 //! with the real binary, the real pgpool and the shared TLS/SCRAM cluster. One test per
 //! scenario; every test ends by checking that no process of the run is left, the runtime
 //! directory is gone and the port is free. Times from signal to launcher exit are printed
-//! (`cargo test --test lifecycle -- --nocapture`), never asserted beyond hang-catching bounds.
-
-mod common;
+//! (`cargo test --test suite lifecycle:: -- --nocapture`), never asserted beyond hang-catching
+//! bounds.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use common::cluster;
-use common::launcher::*;
-
-/// Bound on anything that should take a second or two: catches hangs, not slowness.
-const HANG: Duration = Duration::from_secs(25);
-
-/// One process seen during a run. The start time tells a reused pid from the original.
-#[derive(Clone, Debug)]
-struct Proc {
-    pid: u32,
-    start: u64,
-    cmd: String,
-}
-
-/// `state ppid pgrp session tty_nr tpgid ... starttime` of a process, from /proc/PID/stat.
-struct Stat {
-    state: String,
-    ppid: u32,
-    pgrp: i32,
-    tpgid: i32,
-    start: u64,
-}
-
-fn stat(pid: u32) -> Option<Stat> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(Stat {
-        state: f.first()?.to_string(),
-        ppid: f.get(1)?.parse().ok()?,
-        pgrp: f.get(2)?.parse().ok()?,
-        tpgid: f.get(5)?.parse().ok()?,
-        // Field 22 of stat; `rest` starts at field 3.
-        start: f.get(19)?.parse().ok()?,
-    })
-}
-
-/// Alive = same process (same start time) and not a zombie.
-fn alive(p: &Proc) -> bool {
-    stat(p.pid).is_some_and(|s| s.start == p.start && s.state != "Z")
-}
-
-fn children_of(pid: u32) -> Vec<u32> {
-    descendants(pid)
-        .into_iter()
-        .filter(|&c| stat(c).is_some_and(|s| s.ppid == pid))
-        .collect()
-}
-
-/// SIGKILLs every process under `root` when dropped while armed: a failing test leaves
-/// nothing running (the runtime directory goes with the launcher's temp parent).
-struct KillTreeOnDrop {
-    root: u32,
-    armed: bool,
-}
-
-impl Drop for KillTreeOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            for p in descendants(self.root) {
-                let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
-            }
-        }
-    }
-}
-
-/// The launcher under test, its output collected line by line, every process of its tree
-/// recorded while it runs.
-struct Run {
-    cleanup: KillTreeOnDrop,
-    child: Child,
-    /// The launcher's pid (under `unshare`, the launcher's, not unshare's).
-    launcher: u32,
-    lines: Receiver<String>,
-    out: Vec<String>,
-    err: Arc<Mutex<String>>,
-    seen: BTreeMap<u32, Proc>,
-}
-
-struct Done {
-    status: ExitStatus,
-    out: Vec<String>,
-    err: String,
-    seen: Vec<Proc>,
-}
-
-impl Done {
-    fn show(&self) -> String {
-        format!(
-            "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status,
-            self.out.join("\n"),
-            self.err
-        )
-    }
-
-    fn has(&self, line: &str) -> bool {
-        self.out.iter().any(|l| l == line)
-    }
-
-    /// `start-pgpool: error:` lines and l2met lines at level=error.
-    fn error_lines(&self) -> Vec<&str> {
-        self.err
-            .lines()
-            .filter(|l| l.starts_with("start-pgpool: error:") || l.contains(" level=error"))
-            .collect()
-    }
-}
-
-impl Run {
-    fn spawn(mut cmd: Command) -> Run {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the launcher");
-        let (tx, lines) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let err = Arc::new(Mutex::new(String::new()));
-        let (e, mut stderr) = (err.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                e.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let launcher = child.id();
-        Run {
-            cleanup: KillTreeOnDrop {
-                root: launcher,
-                armed: true,
-            },
-            child,
-            launcher,
-            lines,
-            out: Vec::new(),
-            err,
-            seen: BTreeMap::new(),
-        }
-    }
-
-    fn show(&self) -> String {
-        format!(
-            "--- stdout so far\n{}\n--- stderr so far\n{}",
-            self.out.join("\n"),
-            self.err.lock().unwrap()
-        )
-    }
-
-    /// Records every process now in the tree (the launcher's parent's tree, so `unshare`
-    /// and the launcher under it are both covered).
-    fn watch(&mut self) {
-        for pid in descendants(self.child.id()) {
-            if let Some(s) = stat(pid) {
-                self.seen.entry(pid).or_insert_with(|| Proc {
-                    pid,
-                    start: s.start,
-                    cmd: cmdline(pid),
-                });
-            }
-        }
-    }
-
-    /// Waits for a stdout line equal to `want`.
-    #[track_caller]
-    fn expect(&mut self, want: &str) {
-        let until = Instant::now() + HANG;
-        while Instant::now() < until {
-            self.watch();
-            match self.lines.recv_timeout(Duration::from_millis(50)) {
-                Ok(l) => {
-                    let hit = l == want;
-                    self.out.push(l);
-                    if hit {
-                        return;
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no line {want:?}\n{}", self.show());
-    }
-
-    /// Pid of the launcher's child whose argv mentions `needle`.
-    fn child_mentioning(&self, needle: &str) -> u32 {
-        children_of(self.launcher)
-            .into_iter()
-            .find(|&p| cmdline(p).contains(needle))
-            .unwrap_or_else(|| panic!("no child of the launcher runs {needle:?}\n{}", self.show()))
-    }
-
-    fn pgpool_pid(&self) -> u32 {
-        self.child_mentioning("pgpool -n")
-    }
-
-    /// Every process of the tree, the launcher included.
-    fn tree(&self) -> Vec<u32> {
-        descendants(self.launcher)
-    }
-
-    /// Waits (bounded) for the launcher to exit, recording the tree meanwhile.
-    fn finish(mut self) -> Done {
-        let until = Instant::now() + HANG;
-        let status = loop {
-            self.watch();
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > until {
-                panic!("the launcher did not exit within {HANG:?}\n{}", self.show());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The app's processes may keep stdout open a moment longer; bounded.
-        let drain_until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < drain_until {
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(l) => self.out.push(l),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(_) => break,
-            }
-        }
-        let err = self.err.lock().unwrap().clone();
-        // What is left now is for `assert_clean` to report, not to hide.
-        self.cleanup.armed = false;
-        Done {
-            status,
-            out: self.out,
-            err,
-            seen: self.seen.into_values().collect(),
-        }
-    }
-}
-
-/// After every scenario: nothing of the run left, runtime directory gone, port free.
-#[track_caller]
-fn assert_clean(l: &Launcher, d: &Done) {
-    let until = Instant::now() + Duration::from_secs(10);
-    let left = loop {
-        let left: Vec<&Proc> = d.seen.iter().filter(|p| alive(p)).collect();
-        if left.is_empty() || Instant::now() > until {
-            break left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(left.is_empty(), "processes left: {left:?}\n{}", d.show());
-    assert!(
-        d.seen.iter().any(|p| p.cmd.contains("pgpool -n")),
-        "pgpool was seen running: {:?}",
-        d.seen
-    );
-    assert!(l.runtime_dir_is_gone(), "runtime dir left\n{}", d.show());
-    assert!(l.port_is_free(), "port {} still open\n{}", l.port, d.show());
-}
+use crate::support::cluster;
+use crate::support::launcher::*;
+use crate::support::proc::{Proc, children_of, cmdline, descendants, stat};
 
 fn bash(l: &Launcher, script: &str) -> Command {
     l.command(&["bash", "-c", script])
@@ -354,7 +87,7 @@ fn heroku_sigterm_to_every_process_lets_the_app_finish_its_work() {
         "heroku"
     );
     assert!(took < Duration::from_secs(30), "inside Heroku's 30 s");
-    assert_clean(&l, &d);
+    l.assert_clean(&d);
 }
 
 // 2 ------------------------------------------------------------------------------------------
@@ -425,112 +158,24 @@ fn pid1_sigterm_reaches_the_app_which_drains_through_pgpool_and_orphans_are_reap
         d.seen.iter().any(|p| p.pid == pgpool),
         "pgpool ran inside the namespace"
     );
-    assert_clean(&l, &d);
+    l.assert_clean(&d);
 }
 
 // 3 ------------------------------------------------------------------------------------------
-
-/// Output of a pseudo-terminal's master side, collected by a thread.
-struct Pty {
-    master: std::fs::File,
-    text: Arc<Mutex<String>>,
-}
-
-impl Pty {
-    #[track_caller]
-    fn expect(&self, needle: &str) {
-        let until = Instant::now() + HANG;
-        while Instant::now() < until {
-            if self.text.lock().unwrap().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "no {needle:?} on the terminal:\n{}",
-            self.text.lock().unwrap()
-        );
-    }
-
-    fn type_in(&mut self, s: &str) {
-        self.master.write_all(s.as_bytes()).unwrap();
-    }
-}
-
-/// The launcher as the session leader of a fresh pseudo-terminal, like `heroku run` gives it.
-fn on_terminal(l: &Launcher, args: &[&str]) -> (Child, Pty) {
-    let ws = nix::pty::Winsize {
-        ws_row: 24,
-        ws_col: 120,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(&ws, None).expect("openpty");
-    let mut cmd = l.command(args);
-    cmd.env("TERM", "dumb")
-        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
-    // SAFETY: setsid and ioctl are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()?;
-            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("spawn the launcher on a pty");
-    drop(pty.slave);
-    let master = std::fs::File::from(pty.master);
-    let mut reader = master.try_clone().unwrap();
-    let text = Arc::new(Mutex::new(String::new()));
-    let t = text.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        // EIO once every holder of the slave side is gone.
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            t.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    (child, Pty { master, text })
-}
 
 #[test]
 fn ctrl_c_on_a_terminal_reaches_the_console_only_and_the_console_survives_it() {
     let c = cluster::shared();
     let l = Launcher::new(c);
-    let (mut child, mut pty) = on_terminal(
-        &l,
-        &[
-            "sh",
-            "-c",
-            r#"exec psql -X -P pager=off -v PROMPT1='console> ' "$DATABASE_URL""#,
-        ],
-    );
+    let (mut child, mut pty) = l.on_terminal(&[
+        "sh",
+        "-c",
+        r#"exec psql -X -P pager=off -v PROMPT1='console> ' "$DATABASE_URL""#,
+    ]);
     let launcher = child.id();
-    let mut cleanup = KillTreeOnDrop {
-        root: launcher,
-        armed: true,
-    };
+    let mut cleanup = KillTreeOnDrop::new(launcher);
     let mut seen: BTreeMap<u32, Proc> = BTreeMap::new();
-    let watch = |seen: &mut BTreeMap<u32, Proc>| {
-        for pid in descendants(launcher) {
-            if let Some(s) = stat(pid) {
-                seen.entry(pid).or_insert_with(|| Proc {
-                    pid,
-                    start: s.start,
-                    cmd: cmdline(pid),
-                });
-            }
-        }
-    };
+    let watch = |seen: &mut BTreeMap<u32, Proc>| record_tree(seen, launcher);
     pty.expect("console> ");
     watch(&mut seen);
     let psql = descendants(launcher)
@@ -565,7 +210,7 @@ fn ctrl_c_on_a_terminal_reaches_the_console_only_and_the_console_survives_it() {
     pty.expect("canceling statement due to user request");
     pty.type_in("select 'still' || 'here' as after_ctrl_c;\n");
     pty.expect("stillhere");
-    assert!(alive(&pgpool_proc), "pgpool got no SIGINT");
+    assert!(pgpool_proc.alive(), "pgpool got no SIGINT");
     watch(&mut seen);
     pty.type_in("\\q\n");
     let until = Instant::now() + HANG;
@@ -577,7 +222,7 @@ fn ctrl_c_on_a_terminal_reaches_the_console_only_and_the_console_survives_it() {
         assert!(Instant::now() < until, "launcher did not exit after \\q");
         std::thread::sleep(Duration::from_millis(20));
     };
-    cleanup.armed = false;
+    cleanup.disarm();
     let text = pty.text.lock().unwrap().clone();
     let d = Done {
         status,
@@ -590,7 +235,7 @@ fn ctrl_c_on_a_terminal_reaches_the_console_only_and_the_console_survives_it() {
         !text.contains("level=error") && !text.contains("fast shutdown"),
         "{text}"
     );
-    assert_clean(&l, &d);
+    l.assert_clean(&d);
 }
 
 // 4 ------------------------------------------------------------------------------------------
@@ -625,7 +270,7 @@ fn hup_int_quit_usr1_usr2_winch_reach_the_app_once_each() {
             "SIG{name} once: {t:?}"
         );
     }
-    assert_clean(&l, &d);
+    l.assert_clean(&d);
 }
 
 // 5 ------------------------------------------------------------------------------------------
@@ -648,7 +293,7 @@ fn exit_code_n_is_ours_and_death_by_signal_s_is_128_plus_s() {
         let d = Run::spawn(l.command(&["sh", "-c", script])).finish();
         assert_eq!(d.status.code(), Some(*want), "{script}: {}", d.show());
         assert!(d.error_lines().is_empty(), "{script}: {}", d.show());
-        assert_clean(&l, &d);
+        l.assert_clean(&d);
     }
 }
 
@@ -694,7 +339,7 @@ fn pgpool_dying_stops_the_app_and_fails_with_one_line() {
     assert_eq!(d.status.code(), Some(1), "{}", d.show());
     assert!(d.has("app got TERM"), "{}", d.show());
     assert_one_line_saying_pgpool_died(&d);
-    assert_clean(&l, &d);
+    l.assert_clean(&d);
 }
 
 #[test]
@@ -730,7 +375,7 @@ fn pgpool_dying_kills_an_app_that_ignores_sigterm_after_the_grace_period() {
     );
     assert_one_line_saying_pgpool_died(&d);
     // Includes the app's background `sleep 1000`: the SIGKILL went to its whole group.
-    assert_clean(&l, &d);
+    l.assert_clean(&d);
 }
 
 // 7 ------------------------------------------------------------------------------------------
@@ -762,7 +407,7 @@ fn a_sigkilled_launcher_leaves_no_pgpool_no_app_and_no_runtime_dir() {
     assert_eq!(d.status.signal(), Some(9));
     // Bounded wait for the guard's cleanup.
     let until = Instant::now() + HANG;
-    while (d.seen.iter().any(alive) || !l.runtime_dir_is_gone() || !l.port_is_free())
+    while (d.seen.iter().any(Proc::alive) || !l.runtime_dir_is_gone() || !l.port_is_free())
         && Instant::now() < until
     {
         std::thread::sleep(Duration::from_millis(20));
@@ -772,7 +417,7 @@ fn a_sigkilled_launcher_leaves_no_pgpool_no_app_and_no_runtime_dir() {
         started.elapsed()
     );
     assert!(d.has("app got TERM"), "{}", d.show());
-    assert_clean(&l, &d);
+    l.assert_clean(&d);
 }
 
 // 8 ------------------------------------------------------------------------------------------
@@ -812,7 +457,7 @@ fn a_second_and_third_sigterm_change_nothing() {
         assert!(d.has(line), "{line:?}\n{}", d.show());
     }
     assert!(d.error_lines().is_empty(), "{}", d.show());
-    assert_clean(&l, &d);
+    l.assert_clean(&d);
 }
 
 // 9 ------------------------------------------------------------------------------------------
@@ -852,27 +497,5 @@ fn piped_stdin_reaches_the_app_and_its_stdio_is_the_launchers_own() {
     assert!(d.status.success(), "{}", d.show());
     assert!(d.has("read hello"), "{}", d.show());
     assert!(d.err.lines().any(|l| l == "to-stderr"), "{}", d.show());
-    assert_clean(&l, &d);
-}
-
-impl Run {
-    #[track_caller]
-    fn expect_prefix(&mut self, prefix: &str) {
-        let until = Instant::now() + HANG;
-        while Instant::now() < until {
-            self.watch();
-            match self.lines.recv_timeout(Duration::from_millis(50)) {
-                Ok(l) => {
-                    let hit = l.starts_with(prefix);
-                    self.out.push(l);
-                    if hit {
-                        return;
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no line starting {prefix:?}\n{}", self.show());
-    }
+    l.assert_clean(&d);
 }

@@ -3,19 +3,16 @@
 //! pgpool's own lexer rules (`conf_lexer`), holds exactly the intended keys and values, and
 //! pool_passwd and the app's DATABASE_URL give back exactly the credentials.
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use proptest::prelude::*;
-use start_pgpool::conf_lexer::{self, Entry, Kind};
-use start_pgpool::config::backends::{self, Backend};
-use start_pgpool::config::{Env, Settings};
-use start_pgpool::pgpool::Files;
-use start_pgpool::pgpool::render;
 
-use common::launcher::{BIN, pgpool_bin};
+use crate::support::api::backends::{self, Backend};
+use crate::support::api::settings::{Env, Settings};
+use crate::support::api::{app_env, error, family, render};
+use crate::support::conf_lexer::{self, Entry, Kind};
+use crate::support::launcher::{Launcher, pgpool_bin};
+use crate::support::pool_passwd;
 
 /// Strings users paste, and strings attackers write.
 fn text() -> impl Strategy<Value = String> {
@@ -140,7 +137,7 @@ fn meant_password(i: &Input) -> String {
 
 /// What a refusal must look like.
 fn check_refusal(i: &Input, err: &anyhow::Error) -> Result<(), TestCaseError> {
-    let line = start_pgpool::error::line(err);
+    let line = error::line(err);
     prop_assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
     prop_assert!(
         line.starts_with("start-pgpool: error: DATABASE_URL: ")
@@ -201,49 +198,12 @@ fn entries(bs: &[Backend], settings: &Settings, version: &str) -> Vec<Entry> {
     let r = render::render(
         bs,
         settings,
-        &Files::at(Path::new("/tmp/rt")),
+        &render::Files::at(Path::new("/tmp/rt")),
         version.parse().unwrap(),
         None,
     )
     .expect("accepted backends always render");
     conf_lexer::parse(&r.pgpool_conf).expect("pgpool can parse what we render")
-}
-
-/// pool_passwd read as pgpool 4.3.5 reads it (`userMatchesString`, then `getNextToken`).
-fn read_pool_passwd(line: &str) -> Option<(String, String)> {
-    let line = line.strip_suffix('\n')?;
-    if line.contains('\n') {
-        return None;
-    }
-    let b = line.as_bytes();
-    let (user, rest) = token(b, usize::MAX);
-    // getNextToken keeps at most 128 bytes (MAX_TOKEN_LEN).
-    let (pw, _) = token(rest.get(1..).unwrap_or_default(), 128);
-    let pw = String::from_utf8(pw).ok()?;
-    Some((
-        String::from_utf8(user).ok()?,
-        pw.strip_prefix("TEXT")?.to_string(),
-    ))
-}
-
-/// One pool_passwd token: up to an unescaped `:` (a backslash escapes the next byte), at most
-/// `limit` bytes; returns it and the rest, starting at the `:`.
-fn token(b: &[u8], limit: usize) -> (Vec<u8>, &[u8]) {
-    let (mut i, mut out, mut slash) = (0, Vec::new(), false);
-    while i < b.len() && out.len() < limit {
-        if b[i] == b'\\' && !slash {
-            slash = true;
-            i += 1;
-            continue;
-        }
-        if b[i] == b':' && !slash {
-            break;
-        }
-        slash = false;
-        out.push(b[i]);
-        i += 1;
-    }
-    (out, &b[i..])
 }
 
 fn check_accepted(i: &Input, bs: &[Backend], settings: &Settings) -> Result<(), TestCaseError> {
@@ -271,7 +231,7 @@ fn check_accepted(i: &Input, bs: &[Backend], settings: &Settings) -> Result<(), 
     let r = render::render(
         bs,
         settings,
-        &Files::at(Path::new("/tmp/rt")),
+        &render::Files::at(Path::new("/tmp/rt")),
         "4.3.5".parse().unwrap(),
         None,
     )
@@ -281,12 +241,12 @@ fn check_accepted(i: &Input, bs: &[Backend], settings: &Settings) -> Result<(), 
         prop_assert!(!r.pgpool_conf.contains(pw), "no password in pgpool.conf");
     }
     prop_assert_eq!(
-        read_pool_passwd(r.pool_passwd.expose()),
+        pool_passwd::read(r.pool_passwd.expose()),
         Some((bs[0].user.clone(), pw.to_string())),
         "pool_passwd gives back the credentials"
     );
     // The app's URL gives back the same credentials and database.
-    let app = start_pgpool::launch::app_env::database_url(&bs[0], 6432);
+    let app = app_env::database_url(&bs[0], 6432);
     let back = backends::parse("DATABASE_URL", backends::Role::Primary, &app)
         .map_err(|e| TestCaseError::fail(format!("app URL does not parse: {e:#}")))?;
     prop_assert_eq!(&back.user, &bs[0].user);
@@ -317,7 +277,7 @@ fn print_config_agrees_with_the_library() {
     use proptest::test_runner::{Config, TestRunner};
     let mut runner = TestRunner::new(Config::default());
     let (mut refused, mut accepted) = (0, 0);
-    let version = start_pgpool::pgpool::locate::release(&pgpool_bin()).unwrap();
+    let version = family::release(&pgpool_bin()).unwrap();
     let fixed = [
         Input {
             user: "us%20er%23".into(),
@@ -346,16 +306,14 @@ fn print_config_agrees_with_the_library() {
             .collect();
     for i in fixed.iter().chain(&random) {
         let env = env_of(i);
-        let out = Command::new(BIN)
-            .env_clear()
-            .envs(env_pairs(i))
-            .env("PGPOOL_BIN", pgpool_bin())
-            .env("PGPOOL_RUNTIME_DIR", "/tmp/rt")
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg("--print-config")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let mut l = Launcher::empty();
+        for (k, v) in env_pairs(i) {
+            l.set(&k, v);
+        }
+        l.set("PGPOOL_BIN", pgpool_bin())
+            .set("PGPOOL_RUNTIME_DIR", "/tmp/rt")
+            .set("PATH", std::env::var_os("PATH").unwrap_or_default());
+        let out = l.command(&["--print-config"]).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let settings = Settings::from_env(&env).unwrap();
@@ -364,13 +322,14 @@ fn print_config_agrees_with_the_library() {
                 refused += 1;
                 assert!(!out.status.success(), "{i:?}");
                 assert!(stdout.is_empty());
-                assert_eq!(stderr, format!("{}\n", start_pgpool::error::line(&e)));
+                assert_eq!(stderr, format!("{}\n", error::line(&e)));
             }
             Ok(bs) => {
                 accepted += 1;
                 assert!(out.status.success(), "{i:?}: {stderr}");
                 let dir = Path::new("/tmp/rt").join("start-pgpool-5432-XXXXXX");
-                let r = render::render(&bs, &settings, &Files::at(&dir), version, None).unwrap();
+                let r = render::render(&bs, &settings, &render::Files::at(&dir), version, None)
+                    .unwrap();
                 assert_eq!(stdout, r.pgpool_conf);
                 let got = conf_lexer::parse(&stdout).unwrap();
                 let want = entries(&benign(&bs), &settings, &version.to_string());

@@ -10,7 +10,6 @@
 //!   the cluster when the test process dies without running its handlers (SIGKILL, Ctrl-C).
 
 use std::collections::BTreeMap;
-use std::io::ErrorKind;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -291,18 +290,6 @@ impl Cluster {
             &n.to_string(),
             Duration::from_secs(60),
         );
-    }
-
-    /// The tail of node `n`'s server log, for assertion messages.
-    pub fn log_tail(&self, node: usize, lines: usize) -> String {
-        match std::fs::read_to_string(self.dir.join(format!("node{node}.log"))) {
-            Ok(text) => {
-                let all: Vec<&str> = text.lines().collect();
-                all[all.len().saturating_sub(lines)..].join("\n")
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
-            Err(e) => format!("(cannot read log: {e})"),
-        }
     }
 }
 

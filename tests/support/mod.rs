@@ -1,0 +1,20 @@
+//! What the integration tests share. The suite binary (`tests/suite/main.rs`) uses all of it;
+//! `tests/failures.rs` takes the modules it needs (see there why it is a binary of its own).
+//!
+//! * [`launcher`]: the one launcher harness (a cleared environment, the built binary, output
+//!   shown when an assertion fails; watched, on a terminal, in the background).
+//! * [`cluster`]: real PostgreSQL primaries with followers (`etc/test-cluster`).
+//! * [`load`]: the app's load through pgpool, for the failure scenarios.
+//! * [`proc`]: the one /proc/PID/stat reader, process trees, argv, sockets.
+//! * Oracles that read back what the launcher writes: [`l2met`] log lines, [`conf_lexer`]
+//!   (pgpool.conf as pgpool lexes it), [`pool_passwd`].
+//! * [`api`]: every item taken from the start_pgpool library, named in that one place.
+
+pub mod api;
+pub mod cluster;
+pub mod conf_lexer;
+pub mod l2met;
+pub mod launcher;
+pub mod load;
+pub mod pool_passwd;
+pub mod proc;
