@@ -20,9 +20,12 @@ pub enum Family {
     V4_2,
     /// 4.3 (Debian 12 and Ubuntu 24.04 packages): adds `failover_on_backend_shutdown`.
     V4_3,
-    /// 4.4 to 4.6 (the buildpack's own build): `unix_socket_directories` replaces `socket_dir`
-    /// (renamed in 4.4.0; the old key is ignored and the socket lands in /tmp).
+    /// 4.4 to 4.6: `unix_socket_directories` replaces `socket_dir` (renamed in 4.4.0; the old
+    /// key is ignored and the socket lands in /tmp).
     V4_6,
+    /// 4.7 (the buildpack's own build): `work_dir` replaces `logdir` (the old key still works
+    /// but costs a WARNING from pgpool's main process at every start).
+    V4_7,
 }
 
 /// The keys whose names or presence differ between families, as the template reads them.
@@ -37,11 +40,19 @@ pub struct Keys {
     /// `failover_on_backend_shutdown` exists (without it pgpool always fails over on a
     /// server's shutdown notice).
     pub failover_on_backend_shutdown: bool,
+    /// The key naming the directory of pgpool_status and its lock files.
+    pub work_dir: &'static str,
 }
 
 impl Family {
     /// Oldest first.
-    pub const ALL: [Family; 4] = [Family::V4_1, Family::V4_2, Family::V4_3, Family::V4_6];
+    pub const ALL: [Family; 5] = [
+        Family::V4_1,
+        Family::V4_2,
+        Family::V4_3,
+        Family::V4_6,
+        Family::V4_7,
+    ];
 
     /// The family whose keys `v` reads, if any.
     pub fn of(v: Version) -> Option<Family> {
@@ -50,6 +61,7 @@ impl Family {
             (4, 2) => Some(Family::V4_2),
             (4, 3) => Some(Family::V4_3),
             (4, 4..=6) => Some(Family::V4_6),
+            (4, 7) => Some(Family::V4_7),
             _ => None,
         }
     }
@@ -61,19 +73,25 @@ impl Family {
             Family::V4_2 => "4.2",
             Family::V4_3 => "4.3",
             Family::V4_6 => "4.6",
+            Family::V4_7 => "4.7",
         }
     }
 
     pub fn keys(self) -> Keys {
-        let modern = Keys {
+        let v4_7 = Keys {
             backend_clustering_mode: true,
             socket_dir: "unix_socket_directories",
             follow_primary_command: "follow_primary_command",
             failover_on_backend_shutdown: true,
+            work_dir: "work_dir",
+        };
+        let v4_6 = Keys {
+            work_dir: "logdir",
+            ..v4_7
         };
         let v4_3 = Keys {
             socket_dir: "socket_dir",
-            ..modern
+            ..v4_6
         };
         let v4_2 = Keys {
             failover_on_backend_shutdown: false,
@@ -87,7 +105,8 @@ impl Family {
             },
             Family::V4_2 => v4_2,
             Family::V4_3 => v4_3,
-            Family::V4_6 => modern,
+            Family::V4_6 => v4_6,
+            Family::V4_7 => v4_7,
         }
     }
 
@@ -211,14 +230,15 @@ mod tests {
             ("4.5.7", Some(Family::V4_6)),
             ("4.6.1", Some(Family::V4_6)),
             ("4.0.9", None),
-            ("4.7.3", None),
+            ("4.7.2", Some(Family::V4_7)),
+            ("4.8.0", None),
             ("3.7.2", None),
             ("5.1.0", None),
         ] {
             assert_eq!(family(v), f, "{v}");
         }
         assert_eq!(Family::V4_6.to_string(), "4.6");
-        assert_eq!(Family::known(), "4.1 to 4.6");
+        assert_eq!(Family::known(), "4.1 to 4.7");
         for f in Family::ALL {
             let v: Version = f.name().parse().unwrap();
             assert_eq!(
@@ -242,5 +262,7 @@ mod tests {
         assert!(k(Family::V4_3).failover_on_backend_shutdown);
         assert_eq!(k(Family::V4_3).socket_dir, "socket_dir");
         assert_eq!(k(Family::V4_6).socket_dir, "unix_socket_directories");
+        assert_eq!(k(Family::V4_6).work_dir, "logdir");
+        assert_eq!(k(Family::V4_7).work_dir, "work_dir");
     }
 }

@@ -128,13 +128,13 @@ mod tests {
             }
             r
         };
-        let e = fake("a", "pgpool-II version 4.7.3 (ikaruboshi)")
+        let e = fake("a", "pgpool-II version 4.8.0 (someboshi)")
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("PGPOOL_BIN: "), "{e}");
         assert!(
             e.contains(
-                "is pgpool 4.7.3, a family start-pgpool does not know (it knows 4.1 to 4.6)"
+                "is pgpool 4.8.0, a family start-pgpool does not know (it knows 4.1 to 4.7)"
             ),
             "{e}"
         );

@@ -2,8 +2,9 @@
 //! knows. pgpool ignores an unknown key without a word (4.4 renamed `socket_dir` to
 //! `unix_socket_directories`; the old key left the socket in /tmp), so each family that can run
 //! here reads every rendered key back with `PGPOOL SHOW` through the pgpool it was rendered for:
-//! 4.6 (the buildpack's own build, etc/build-pgpool) and 4.3 (Debian 12's 4.3.5). 4.1 cannot be
-//! had here (no 4.1 source or binary in Debian's archive any more): golden file only.
+//! the buildpack's own build (the release etc/pgpool-version pins) and 4.3 (Debian 12's 4.3.5).
+//! The other families have golden files; 4.1 cannot be had here at all (no 4.1 source or binary
+//! in Debian's archive any more).
 //!
 //! Golden files: `tests/golden/pgpool-<family>.conf`, what `--print-config` renders for a fixed
 //! environment. After a deliberate template change, rewrite them with
@@ -125,36 +126,47 @@ fn family_4_1_renders_master_slave_keys() {
 }
 
 #[test]
-fn family_4_3_and_4_6_golden_files() {
+fn family_4_3_4_6_and_4_7_golden_files() {
     let dir = tempfile::tempdir().unwrap();
-    for (line, name, socket_key) in [
+    for (line, name, socket_key, work_dir_key) in [
         (
             "pgpool-II version 4.3.5 (tamahomeboshi)",
             "pgpool-4.3.conf",
             "socket_dir",
+            "logdir",
         ),
         (
             "pgpool-II version 4.6.1 (chirikoboshi)",
             "pgpool-4.6.conf",
             "unix_socket_directories",
+            "logdir",
+        ),
+        (
+            "pgpool-II version 4.7.2 (tasukiboshi)",
+            "pgpool-4.7.conf",
+            "unix_socket_directories",
+            "work_dir",
         ),
     ] {
         let sub = dir.path().join(name);
         std::fs::create_dir(&sub).unwrap();
         let conf = print_config(&version_printer(&sub, line));
         check_golden(name, &conf);
-        assert_eq!(
-            settings(&conf).get(socket_key).map(String::as_str),
-            Some("/tmp/start-pgpool-6432-XXXXXX"),
-            "{name}"
-        );
+        let s = settings(&conf);
+        for key in [socket_key, work_dir_key] {
+            assert_eq!(
+                s.get(key).map(String::as_str),
+                Some("/tmp/start-pgpool-6432-XXXXXX"),
+                "{name}: {key}"
+            );
+        }
     }
 }
 
 #[test]
 fn a_release_outside_the_known_families_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = version_printer(dir.path(), "pgpool-II version 4.7.3 (ikaruboshi)");
+    let bin = version_printer(dir.path(), "pgpool-II version 4.8.0 (someboshi)");
     let mut l = Launcher::empty();
     l.set("PATH", "/usr/bin:/bin")
         .set("PGPOOL_BIN", &bin)
@@ -164,7 +176,7 @@ fn a_release_outside_the_known_families_is_refused_by_name() {
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(
-        err.contains("pgpool 4.7.3, a family start-pgpool does not know (it knows 4.1 to 4.6)"),
+        err.contains("pgpool 4.8.0, a family start-pgpool does not know (it knows 4.1 to 4.7)"),
         "{err}"
     );
     assert!(!err.contains("secret"), "{err}");
@@ -273,11 +285,23 @@ fn durations_compare_across_units() {
     assert!(!same_duration("1", "1"));
 }
 
+/// The release `etc/pgpool-version` pins: what `etc/build-pgpool` builds.
+fn pinned_version() -> String {
+    let pins = include_str!("../../etc/pgpool-version");
+    pins.lines()
+        .find_map(|l| l.strip_prefix("PGPOOL_VERSION="))
+        .expect("PGPOOL_VERSION in etc/pgpool-version")
+        .to_string()
+}
+
 #[test]
-fn the_buildpacks_pgpool_4_6_reads_every_rendered_key() {
+fn the_buildpacks_pgpool_reads_every_rendered_key() {
     let bin = ensure_built_pgpool();
     let (version, bad) = read_back_every_key(&bin);
-    assert!(version.starts_with("4.6."), "running {version}");
+    assert!(
+        version.starts_with(&format!("{} ", pinned_version())),
+        "running {version}"
+    );
     assert!(
         bad.is_empty(),
         "pgpool {version} did not take:\n{}",
