@@ -261,6 +261,8 @@ impl Settings {
     pub fn from_env(env: &Env) -> Result<Settings> {
         let url_vars = URLS.read(env)?;
         let port = PORT.read(env)?;
+        let bin = BIN.read(env)?;
+        let conf_template = CONF_TEMPLATE.read(env)?;
         let runtime_parent = match RUNTIME_DIR.read(env)? {
             Some(p) => runtime_parent(RUNTIME_DIR.about.name, p, port)?,
             None => match env.get("TMPDIR")? {
@@ -271,8 +273,8 @@ impl Settings {
         Ok(Settings {
             url_vars,
             port,
-            bin: BIN.read(env)?,
-            conf_template: CONF_TEMPLATE.read(env)?,
+            bin,
+            conf_template,
             runtime_parent,
             ready_timeout: READY_TIMEOUT.read(env)?,
             stop_timeout: STOP_TIMEOUT.read(env)?,

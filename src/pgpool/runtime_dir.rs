@@ -71,13 +71,14 @@ impl Files {
 
     /// Writes a file that must not exist yet, 0600.
     pub fn write_new(&self, f: File, content: &str) -> Result<()> {
-        write_0600(&self.path(f), content, true)
+        let path = self.path(f);
+        write_0600(&path, &path.display().to_string(), content, true)
     }
 
     /// Replaces a file by rename, so a reader (pgpool on SIGHUP) never sees half of it.
     pub fn replace(&self, f: File, content: &str) -> Result<()> {
         let tmp = self.dir.join(format!("{}.new", f.name()));
-        write_0600(&tmp, content, false)?;
+        write_0600(&tmp, f.name(), content, false)?;
         std::fs::rename(&tmp, self.path(f))
             .with_context(|| format!("PGPOOL_RUNTIME_DIR: cannot replace {}", f.name()))
     }
@@ -94,8 +95,9 @@ impl Files {
     }
 }
 
-fn write_0600(path: &Path, content: &str, create_new: bool) -> Result<()> {
-    let cannot = || format!("PGPOOL_RUNTIME_DIR: cannot write {}", path.display());
+/// `what` names the file in errors.
+fn write_0600(path: &Path, what: &str, content: &str, create_new: bool) -> Result<()> {
+    let cannot = || format!("PGPOOL_RUNTIME_DIR: cannot write {what}");
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(create_new)

@@ -89,25 +89,32 @@ pub fn socket_config(socket_dir: &Path, port: u16, user: &str, dbname: &str) -> 
 /// when a caller's timeout drops this future, the session goes with it, instead of holding a
 /// pgpool child until pgpool answers. `work` owns the client, so the session ends with it.
 /// Errors from the server or the connection stay `tokio_postgres::Error`s inside the
-/// `anyhow::Error` (callers may downcast to tell one from the other).
+/// `anyhow::Error` (callers downcast to tell a server's answer from a broken connection).
 pub async fn with_session<T, F>(cfg: Config, work: impl FnOnce(Client) -> F) -> anyhow::Result<T>
 where
     F: std::future::Future<Output = anyhow::Result<T>>,
 {
     let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
-    let mut conn = std::pin::pin!(conn);
-    let out = tokio::select! {
-        // The work first: when the server ends the session with an error, the query's own
-        // error says more than the connection's.
+    let mut conn = Box::pin(conn);
+    let mut work = std::pin::pin!(work(c));
+    tokio::select! {
         biased;
-        out = work(c) => out?,
-        r = &mut conn => {
-            r?;
-            anyhow::bail!("pgpool closed the session");
+        out = &mut work => {
+            let out = out?;
+            let _ = conn.await;
+            Ok(out)
         }
-    };
-    let _ = conn.await;
-    Ok(out)
+        ended = &mut conn => {
+            // The session ended before the work: a server that sends an error and closes
+            // (pgpool refusing a query) ends both at once. What it said was already handed to
+            // the work's query; dropping the connection lets the work return it, rather than
+            // the connection's bare "closed".
+            drop(conn);
+            let out = work.await?;
+            ended?;
+            Ok(out)
+        }
+    }
 }
 
 pub fn rows(msgs: &[SimpleQueryMessage]) -> impl Iterator<Item = &SimpleQueryRow> {
