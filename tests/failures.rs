@@ -173,12 +173,35 @@ fn follower_stopped_then_restarted() {
         Report::describe(&f.new_conn)
     );
     check_no_stuck_kills(f.stuck_kills, &f.log);
+    check_no_child_crash(&f.log);
     let back = f
         .back
         .unwrap_or_else(|| panic!("node 2 never served reads again:\n{}", f.log));
     assert!(
         back <= Duration::from_secs(5),
         "node 2 served reads only {back:?} after it started"
+    );
+}
+
+/// No pgpool child may crash: a follower that dies while sessions hold named prepared
+/// statements is where upstream fixed a use-after-free after 4.7.2 (the load's odd readers and
+/// its writer hold them). pgpool's main process reports a child's SIGSEGV as a WARNING, which
+/// the launcher relays; glibc's heap checks abort with a message on stderr, relayed too.
+fn check_no_child_crash(log: &str) {
+    let crashes: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("terminated by segmentation fault")
+                || l.contains("double free")
+                || l.contains("corrupted")
+                || l.contains("free(): ")
+                || l.contains("malloc(): ")
+        })
+        .collect();
+    assert!(
+        crashes.is_empty(),
+        "pgpool children crashed:\n{}",
+        crashes.join("\n")
     );
 }
 
@@ -279,6 +302,7 @@ fn follower_killed_then_all_followers_gone() {
         on_primary
     );
     check_no_stuck_kills(live.stuck_kills(), &live.log());
+    check_no_child_crash(&live.log());
     assert_eq!(r.hung(), 0, "hung:\n{}", Report::describe(&r.hung_events()));
     check_broken(&broken);
     assert!(

@@ -4,6 +4,12 @@
 //! read every 200 ms). Every query has a client-side timeout, so a hang is recorded as one,
 //! not waited out; a session that fails reconnects and goes on.
 //!
+//! Both protocols apps speak run side by side: the even readers and the connector use the
+//! simple query protocol (psycopg2, `psql`); the odd readers and the writer prepare named
+//! statements once per session and execute them with Parse/Bind/Execute/Sync (Rails, JDBC,
+//! psycopg 3 with `prepare=True`), so a failure always meets sessions that hold prepared
+//! statements.
+//!
 //! Each outcome carries the port of the PostgreSQL node that answered (`inet_server_port()`),
 //! so a test can tell sessions on a failed node from healthy ones.
 
@@ -30,6 +36,25 @@ pub enum Who {
     Reader(usize),
     Connector,
     Writer,
+}
+
+/// How a session talks to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// One Query message per statement.
+    Simple,
+    /// Named prepared statements, prepared once per session, then Bind/Execute/Sync.
+    Prepared,
+}
+
+impl Who {
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Who::Reader(i) if i % 2 == 1 => Protocol::Prepared,
+            Who::Writer => Protocol::Prepared,
+            _ => Protocol::Simple,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -156,24 +181,52 @@ async fn connect(cfg: &tokio_postgres::Config) -> Result<Client, Outcome> {
     }
 }
 
-async fn port_of(c: &Client, write: bool) -> Result<u16, Outcome> {
+/// A session and, in the extended protocol, its named statements.
+struct Session {
+    client: Client,
+    /// `select inet_server_port()` and the writer's UPDATE, once prepared.
+    prepared: Option<(tokio_postgres::Statement, tokio_postgres::Statement)>,
+}
+
+async fn port_of(s: &mut Session, who: Who) -> Result<u16, Outcome> {
+    let write = who == Who::Writer;
+    let c = &s.client;
     let run = async {
-        if write {
-            c.simple_query("update items set v = now()::text where id = 1")
-                .await?;
-        }
-        c.simple_query("select inet_server_port()").await
-    };
-    match tokio::time::timeout(HANG, run).await {
-        Err(_) => Err(Outcome::Hung),
-        Ok(Err(e)) => Err(Outcome::Err(error_text(&e))),
-        Ok(Ok(msgs)) => msgs
-            .iter()
-            .find_map(|m| match m {
+        if who.protocol() == Protocol::Simple {
+            if write {
+                c.simple_query("update items set v = now()::text where id = 1")
+                    .await?;
+            }
+            let msgs = c.simple_query("select inet_server_port()").await?;
+            return Ok(msgs.iter().find_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse().ok(),
                 _ => None,
-            })
-            .ok_or_else(|| Outcome::Err("no row".into())),
+            }));
+        }
+        if s.prepared.is_none() {
+            let read = c.prepare("select inet_server_port()").await?;
+            let update = c
+                .prepare("update items set v = now()::text where id = 1")
+                .await?;
+            s.prepared = Some((read, update));
+        }
+        let (read, update) = s.prepared.as_ref().expect("prepared above");
+        if write {
+            c.execute(update, &[]).await?;
+        }
+        let row = c.query_one(read, &[]).await?;
+        Ok(row
+            .get::<_, Option<i32>>(0)
+            .and_then(|p| u16::try_from(p).ok()))
+    };
+    let answer: Result<Option<u16>, tokio_postgres::Error> =
+        match tokio::time::timeout(HANG, run).await {
+            Err(_) => return Err(Outcome::Hung),
+            Ok(r) => r,
+        };
+    match answer {
+        Err(e) => Err(Outcome::Err(error_text(&e))),
+        Ok(p) => p.ok_or_else(|| Outcome::Err("no row".into())),
     }
 }
 
@@ -185,12 +238,15 @@ async fn session(
     stop: Arc<AtomicBool>,
     events: Arc<Mutex<Vec<Event>>>,
 ) {
-    let mut client: Option<Client> = None;
+    let mut session: Option<Session> = None;
     while !stop.load(Ordering::Relaxed) {
-        let c = match client.take() {
-            Some(c) => c,
+        let mut s = match session.take() {
+            Some(s) => s,
             None => match connect(&cfg).await {
-                Ok(c) => c,
+                Ok(client) => Session {
+                    client,
+                    prepared: None,
+                },
                 Err(o) => {
                     record(&events, t0, who, o);
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -198,10 +254,10 @@ async fn session(
                 }
             },
         };
-        match port_of(&c, who == Who::Writer).await {
+        match port_of(&mut s, who).await {
             Ok(p) => {
                 record(&events, t0, who, Outcome::Ok(p));
-                client = Some(c);
+                session = Some(s);
             }
             Err(o) => record(&events, t0, who, o),
         }
@@ -217,7 +273,15 @@ async fn connector(
 ) {
     while !stop.load(Ordering::Relaxed) {
         let outcome = match connect(&cfg).await {
-            Ok(c) => match port_of(&c, false).await {
+            Ok(client) => match port_of(
+                &mut Session {
+                    client,
+                    prepared: None,
+                },
+                Who::Connector,
+            )
+            .await
+            {
                 Ok(p) => Outcome::Ok(p),
                 Err(o) => o,
             },
