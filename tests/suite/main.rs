@@ -12,6 +12,7 @@ mod support;
 
 mod badinput;
 mod buildpack;
+mod engine;
 mod families;
 mod launcher;
 mod lifecycle;

@@ -1,0 +1,69 @@
+//! Our pgpool's own changes (patches/), each held to what it changes, through the real binary
+//! in front of the shared cluster. These assert only on the buildpack's own build: stock
+//! pgpool is expected to fail them, which is how each test shows its patch is needed.
+
+use crate::support::cluster;
+use crate::support::launcher::*;
+
+/// The pgpool child serving this TCP session: of the rows of `SHOW POOL_PROCESSES` running a
+/// command (this very query; the launcher's monitor may be running one too, over the Unix
+/// socket), the one whose title names a TCP client.
+fn own_child(c: &mut postgres::Client) -> u32 {
+    let rows = c.simple_query("show pool_processes").unwrap();
+    rows.iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) if r.get("status") == Some("Execute command") => {
+                r.get("pool_pid")?.parse().ok()
+            }
+            _ => None,
+        })
+        .find(|&pid| crate::support::proc::cmdline(pid).contains("127.0.0.1("))
+        .expect("a pool_processes row for this session")
+}
+
+/// Write system calls a process has made (`syscw` of /proc/PID/io).
+fn writes(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("syscw in /proc/PID/io")
+}
+
+/// patches/0002: in the extended protocol pgpool writes Bind into its buffer instead of
+/// flushing it on its own, and sends Parse/Execute/Close with their Flush in one write. Each
+/// flush is a write(2) and, to a TLS server, a TLS record. Measured per `-M prepared`-style
+/// transaction (Bind, Execute, Sync of a named statement) by the serving child's write calls.
+#[test]
+fn prepared_statements_cost_fewer_writes() {
+    let c = cluster::shared();
+    let live = Live::start(Launcher::new(c));
+    let mut db = postgres::Client::connect(&live.url, postgres::NoTls).unwrap();
+    let stmt = db.prepare("select inet_server_port()").unwrap();
+    for _ in 0..20 {
+        db.query_one(&stmt, &[]).unwrap();
+    }
+    let child = own_child(&mut db);
+    const N: u64 = 300;
+    let before = writes(child);
+    for _ in 0..N {
+        db.query_one(&stmt, &[]).unwrap();
+    }
+    let per_txn = (writes(child) - before) as f64 / N as f64;
+    eprintln!(
+        "FIGURES prepared_txn_writes pgpool={} writes_per_txn={per_txn:.2}",
+        pgpool_bin().display()
+    );
+    drop(db);
+    // Measured with 3 nodes, exactly the same in every run: stock 4.6.1 and 4.7.2 make 8
+    // (Bind, Execute and its Flush each written on their own), 4.7.2 with patches/0002 makes 6
+    // (Bind buffered, Execute and Flush in one write). The rest: Sync to each of the 3 nodes,
+    // and the answer to the client.
+    if pgpool_bin() == built_pgpool() {
+        assert!(
+            per_txn <= 6.5,
+            "{per_txn:.2} writes per prepared transaction (8 without patches/0002, 6 with it):\n{}",
+            live.log()
+        );
+    }
+}
