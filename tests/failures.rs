@@ -83,15 +83,20 @@ fn check_broken(broken: &[Event]) {
 /// A launcher on `c` with the load running for 3 s; with `names`, only once pgpool knows both
 /// followers' replication names (auto_failback needs them).
 fn under_load(c: &Cluster, names: bool) -> (Live, Load) {
-    under_load_with(launcher(c), names)
+    under_load_with(launcher(c), names, true)
 }
 
-fn under_load_with(l: Launcher, names: bool) -> (Live, Load) {
+/// With `mixed`, both protocols (support::load); else the simple protocol only.
+fn under_load_with(l: Launcher, names: bool, mixed: bool) -> (Live, Load) {
     let live = Live::start(l);
     if names {
         live.wait_log("follower-name", 2, Duration::from_secs(15));
     }
-    let load = Load::start(&live.url);
+    let load = if mixed {
+        Load::start(&live.url)
+    } else {
+        Load::start_simple(&live.url)
+    };
     std::thread::sleep(Duration::from_secs(3));
     (live, load)
 }
@@ -112,10 +117,10 @@ struct FollowerStopped {
     log: String,
 }
 
-/// Follower 2 stopped with `pg_ctl -m immediate` under load, started again 6 s later, with
-/// the launcher `l`.
-fn follower_stopped(c: &Cluster, l: Launcher) -> FollowerStopped {
-    let (live, load) = under_load_with(l, true);
+/// Follower 2 stopped with `pg_ctl -m immediate` under load (both protocols with `mixed`),
+/// started again 6 s later, with the launcher `l`.
+fn follower_stopped(c: &Cluster, l: Launcher, mixed: bool) -> FollowerStopped {
+    let (live, load) = under_load_with(l, true, mixed);
     let t_fail = load.now();
     c.node(2, "stop");
     std::thread::sleep(Duration::from_secs(6));
@@ -160,7 +165,7 @@ impl FollowerStopped {
 fn follower_stopped_then_restarted() {
     let _t = turn();
     let c = Cluster::start(2);
-    let f = follower_stopped(&c, launcher(&c));
+    let f = follower_stopped(&c, launcher(&c), true);
     eprintln!(
         "FIGURES {}",
         f.figures(&format!("follower_stopped pgpool={}", pgpool_label()))
@@ -234,7 +239,10 @@ fn stock_pgpool_follower_stopped_with_and_without_the_watchdog() {
         let mut l = launcher(&c);
         l.set("PGPOOL_BIN", DEBIAN_PGPOOL)
             .set("PGPOOL_STUCK_TIMEOUT", timeout);
-        let f = follower_stopped(&c, l);
+        // The simple protocol only: the watchdog knows the stuck shape that load shows. Under
+        // the mixed load stock 4.3.5 also leaves a prepared-statement session hung that the
+        // watchdog does not catch (1 of 8 sessions in one run of two): issue 14's.
+        let f = follower_stopped(&c, l, false);
         figures.push(f.figures(&format!("stuck_timeout={timeout}")));
         with = Some(f);
     }

@@ -202,6 +202,11 @@ fn the_load_records_which_node_answered_and_nothing_failed() {
     l.set("PGPOOL_NUM_INIT_CHILDREN", "16");
     let mut live = Live::start(l);
     live.wait_log("follower-name", 2, Duration::from_secs(15));
+    // The simple-only load first, briefly: it must answer too.
+    let simple = Load::start_simple(&live.url);
+    std::thread::sleep(Duration::from_millis(500));
+    let simple = simple.stop();
+    assert!(simple.oks(Who::Writer) > 0 && simple.hung() == 0);
     let load = Load::start(&live.url);
     std::thread::sleep(Duration::from_secs(2));
     let (seen, until) = (load.events().len(), load.now());

@@ -48,6 +48,7 @@ pub enum Protocol {
 }
 
 impl Who {
+    /// The protocol this session speaks under the mixed load ([`Load::start`]).
     pub fn protocol(self) -> Protocol {
         match self {
             Who::Reader(i) if i % 2 == 1 => Protocol::Prepared,
@@ -73,8 +74,18 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts the load against `database_url` (postgres://...?sslmode=disable).
+    /// Starts the load against `database_url` (postgres://...?sslmode=disable), both protocols.
     pub fn start(database_url: &str) -> Load {
+        Load::start_with(database_url, true)
+    }
+
+    /// The same load in the simple protocol only, as it was before the extended protocol joined
+    /// it: for figures that must stay comparable with runs measured that way.
+    pub fn start_simple(database_url: &str) -> Load {
+        Load::start_with(database_url, false)
+    }
+
+    fn start_with(database_url: &str, mixed: bool) -> Load {
         let cfg = tokio_postgres::Config::from_str(database_url).expect("DATABASE_URL parses");
         let t0 = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
@@ -90,6 +101,7 @@ impl Load {
                 for i in 0..READERS {
                     tasks.push(tokio::spawn(session(
                         cfg.clone(),
+                        mixed,
                         Who::Reader(i),
                         Duration::from_millis(20),
                         t0,
@@ -99,6 +111,7 @@ impl Load {
                 }
                 tasks.push(tokio::spawn(session(
                     cfg.clone(),
+                    mixed,
                     Who::Writer,
                     Duration::from_millis(200),
                     t0,
@@ -184,6 +197,7 @@ async fn connect(cfg: &tokio_postgres::Config) -> Result<Client, Outcome> {
 /// A session and, in the extended protocol, its named statements.
 struct Session {
     client: Client,
+    protocol: Protocol,
     /// `select inet_server_port()` and the writer's UPDATE, once prepared.
     prepared: Option<(tokio_postgres::Statement, tokio_postgres::Statement)>,
 }
@@ -192,7 +206,7 @@ async fn port_of(s: &mut Session, who: Who) -> Result<u16, Outcome> {
     let write = who == Who::Writer;
     let c = &s.client;
     let run = async {
-        if who.protocol() == Protocol::Simple {
+        if s.protocol == Protocol::Simple {
             if write {
                 c.simple_query("update items set v = now()::text where id = 1")
                     .await?;
@@ -232,6 +246,7 @@ async fn port_of(s: &mut Session, who: Who) -> Result<u16, Outcome> {
 
 async fn session(
     cfg: tokio_postgres::Config,
+    mixed: bool,
     who: Who,
     every: Duration,
     t0: Instant,
@@ -245,6 +260,11 @@ async fn session(
             None => match connect(&cfg).await {
                 Ok(client) => Session {
                     client,
+                    protocol: if mixed {
+                        who.protocol()
+                    } else {
+                        Protocol::Simple
+                    },
                     prepared: None,
                 },
                 Err(o) => {
@@ -276,6 +296,7 @@ async fn connector(
             Ok(client) => match port_of(
                 &mut Session {
                     client,
+                    protocol: Protocol::Simple,
                     prepared: None,
                 },
                 Who::Connector,
