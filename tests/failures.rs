@@ -120,9 +120,14 @@ struct FollowerStopped {
 /// Follower 2 stopped with `pg_ctl -m immediate` under load (both protocols with `mixed`),
 /// started again 6 s later, with the launcher `l`.
 fn follower_stopped(c: &Cluster, l: Launcher, mixed: bool) -> FollowerStopped {
+    follower_stopped_by(c, l, mixed, "stop")
+}
+
+/// The same with `action` (an etc/test-cluster node action) as the stop.
+fn follower_stopped_by(c: &Cluster, l: Launcher, mixed: bool, action: &str) -> FollowerStopped {
     let (live, load) = under_load_with(l, true, mixed);
     let t_fail = load.now();
-    c.node(2, "stop");
+    c.node(2, action);
     std::thread::sleep(Duration::from_secs(6));
     let t_start = load.now();
     c.node(2, "start");
@@ -186,6 +191,24 @@ fn follower_stopped_then_restarted() {
         back <= Duration::from_secs(5),
         "node 2 served reads only {back:?} after it started"
     );
+}
+
+/// Scenario 1 with a fast stop (`pg_ctl -m fast`: each backend gets an admin-shutdown error,
+/// 57P01), under both protocols: upstream's use-after-free after 4.7.2 was on this path, and
+/// prepared-statement sessions on healthy nodes were seen to break or hang with it on stock
+/// 4.7.2 (docs/pgpool-regress.md). No session may hang, no healthy reader break, no child crash.
+#[test]
+fn follower_stopped_fast_under_prepared_statements() {
+    let _t = turn();
+    let c = Cluster::start(2);
+    let f = follower_stopped_by(&c, launcher(&c), true, "stop-fast");
+    eprintln!(
+        "FIGURES {}",
+        f.figures(&format!("follower_stopped_fast pgpool={}", pgpool_label()))
+    );
+    assert_eq!(f.hung, 0, "hung:\n{}", Report::describe(&f.hung_events));
+    check_broken(&f.broken);
+    check_no_child_crash(&f.log);
 }
 
 /// No pgpool child may crash: a follower that dies while sessions hold named prepared
