@@ -211,7 +211,23 @@ fn the_load_records_which_node_answered_and_nothing_failed() {
     std::thread::sleep(Duration::from_secs(2));
     let (seen, until) = (load.events().len(), load.now());
     let r = load.stop();
+    // pgpool's own node record sits in the runtime directory the gray-failure tests poll.
+    let rundir = live.runtime_dir().expect("runtime directory while running");
+    let status = std::fs::read_to_string(rundir.join("pgpool_status")).unwrap_or_default();
     let log = live.stop();
+    assert_eq!(
+        status.lines().collect::<Vec<_>>(),
+        ["up", "up", "up"],
+        "{log}"
+    );
+    // Each outcome says how long it took, within the load's own timeout, sent after the start.
+    assert!(
+        r.events
+            .iter()
+            .all(|e| e.took <= support_hang() && e.took <= e.at),
+        "{}",
+        Report::describe(&r.events[..r.events.len().min(12)])
+    );
     assert!(
         seen > 0 && r.events.len() >= seen,
         "no events by {until:?}:\n{log}"
@@ -240,6 +256,10 @@ fn the_load_records_which_node_answered_and_nothing_failed() {
     if pgpool_bin() == built_pgpool() {
         assert_eq!(live.stuck_kills(), 0, "{log}");
     }
+}
+
+fn support_hang() -> Duration {
+    crate::support::load::HANG + Duration::from_secs(1)
 }
 
 // l2met ---------------------------------------------------------------------------------------

@@ -597,6 +597,11 @@ impl Live {
         }
     }
 
+    /// The launcher's private runtime directory (pgpool.conf, pgpool_status, sockets).
+    pub fn runtime_dir(&self) -> Option<PathBuf> {
+        self._l.runtime_dir()
+    }
+
     /// The launcher's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -60,8 +60,10 @@ impl Who {
 
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// Since the load started.
+    /// When the outcome came, since the load started.
     pub at: Duration,
+    /// How long the query (or the connect) took: `at - took` is when it was sent.
+    pub took: Duration,
     pub who: Who,
     pub outcome: Outcome,
 }
@@ -165,9 +167,10 @@ impl Drop for Load {
     }
 }
 
-fn record(events: &Mutex<Vec<Event>>, t0: Instant, who: Who, outcome: Outcome) {
+fn record(events: &Mutex<Vec<Event>>, t0: Instant, sent: Instant, who: Who, outcome: Outcome) {
     events.lock().unwrap().push(Event {
         at: t0.elapsed(),
+        took: sent.elapsed(),
         who,
         outcome,
     });
@@ -255,6 +258,7 @@ async fn session(
 ) {
     let mut session: Option<Session> = None;
     while !stop.load(Ordering::Relaxed) {
+        let sent = Instant::now();
         let mut s = match session.take() {
             Some(s) => s,
             None => match connect(&cfg).await {
@@ -268,18 +272,19 @@ async fn session(
                     prepared: None,
                 },
                 Err(o) => {
-                    record(&events, t0, who, o);
+                    record(&events, t0, sent, who, o);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
+        // A reconnect's query is timed from the connect: the app waits for both.
         match port_of(&mut s, who).await {
             Ok(p) => {
-                record(&events, t0, who, Outcome::Ok(p));
+                record(&events, t0, sent, who, Outcome::Ok(p));
                 session = Some(s);
             }
-            Err(o) => record(&events, t0, who, o),
+            Err(o) => record(&events, t0, sent, who, o),
         }
         tokio::time::sleep(every).await;
     }
@@ -292,6 +297,7 @@ async fn connector(
     events: Arc<Mutex<Vec<Event>>>,
 ) {
     while !stop.load(Ordering::Relaxed) {
+        let sent = Instant::now();
         let outcome = match connect(&cfg).await {
             Ok(client) => match port_of(
                 &mut Session {
@@ -308,7 +314,7 @@ async fn connector(
             },
             Err(o) => o,
         };
-        record(&events, t0, Who::Connector, outcome);
+        record(&events, t0, sent, Who::Connector, outcome);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,0 +1,483 @@
+//! Gray failures (issue 14): a node that hangs or is cut off, not one that dies. "Hung" is
+//! SIGSTOP of the node's postmaster and every child (the kernel still accepts and ACKs its
+//! connections; nothing answers), "cut off" every TCP packet to and from its port dropped.
+//! Each scenario runs in a network namespace of its own (support::netns), with its own cluster,
+//! launcher and the mixed load of support::load (both protocols side by side), and measures
+//! what the app saw: how long each query waited, by the node its session was on.
+//!
+//! A binary of its own, for the reason tests/failures.rs gives: its bounds are seconds, and the
+//! scenarios take turns. Each prints a `FIGURES` line (run with `--nocapture`) before it
+//! asserts.
+
+#[allow(dead_code)]
+mod support {
+    pub mod cluster;
+    pub mod launcher;
+    pub mod load;
+    pub mod netns;
+    pub mod proc;
+}
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use support::cluster::Cluster;
+use support::launcher::*;
+use support::load::{Event, Load, Outcome, Protocol, Report, Who};
+
+static TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// pgpool's `health_check_timeout` as templates/pgpool.conf.tera renders it.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Hung,
+    CutOff,
+}
+
+impl Fault {
+    fn actions(self) -> (&'static str, &'static str) {
+        match self {
+            Fault::Hung => ("pause", "resume"),
+            Fault::CutOff => ("cut", "uncut"),
+        }
+    }
+}
+
+/// The worst waits of one protocol's sessions, in seconds.
+#[derive(Debug, Default, Clone)]
+struct Waits {
+    /// Queries of sessions whose last answer came from a healthy node.
+    healthy: f64,
+    /// Queries of sessions whose last answer came from the bad node.
+    bad: f64,
+    /// Healthy sessions' queries that failed (error or hang).
+    healthy_failed: Vec<Event>,
+    /// Healthy sessions' queries that took more than half a second, for the messages.
+    healthy_slow: Vec<Event>,
+}
+
+/// What one scenario measured; times in seconds from the fault's start.
+struct Figures {
+    label: String,
+    /// When the fault began, on the load's clock.
+    t_fault: Duration,
+    waits: HashMap<&'static str, Waits>,
+    /// Every query of the fault and 10 s after it.
+    worst: f64,
+    /// Reader failures (each reader session's), and those the next query did not mend.
+    reader_failures: usize,
+    unretried: Vec<Event>,
+    /// Queries the load gave up on (support::load::HANG).
+    hung: Vec<Event>,
+    /// The writer's outcomes sent from 6 s after the fault on until it ended.
+    writes_during: Vec<Event>,
+    /// Those of them that took more than 3 s.
+    slow: Vec<Event>,
+    /// Connector and writer outcomes sent from 6 s after the fault on, until it ended, that
+    /// failed or took more than a second.
+    late: Vec<Event>,
+    /// Worst wait of a new connection sent 6 s after the fault on or later.
+    new_conn: f64,
+    /// pgpool's own record (pgpool_status) says the node is down.
+    detached: Option<f64>,
+    /// The launcher's `at=node-down` event line for the node.
+    event: Option<f64>,
+    /// From the fault's end to the first new connection answered by the node.
+    back: Option<f64>,
+    /// From the fault's end to the writer's first answered write.
+    writes_back: Option<f64>,
+    writer_errors: Vec<String>,
+    log: String,
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
+}
+
+fn protocol_name(w: Who) -> &'static str {
+    match w.protocol() {
+        Protocol::Simple => "simple",
+        Protocol::Prepared => "prepared",
+    }
+}
+
+/// `fault` on `node` of a 2-follower cluster for `length`, under the mixed load, watched until
+/// 12 s after it ended.
+fn scenario(node: usize, fault: Fault, length: Duration) -> Figures {
+    support::netns::enter();
+    assert!(support::netns::is_private());
+    let c = Cluster::start(2);
+    let mut l = Launcher::new(&c);
+    l.set("PGPOOL_NUM_INIT_CHILDREN", "16");
+    let live = Live::start(l);
+    live.wait_log("follower-name", 2, Duration::from_secs(15));
+    let load = Load::start(&live.url);
+    std::thread::sleep(Duration::from_secs(3));
+    let rundir = live
+        .runtime_dir()
+        .expect("the launcher's runtime directory");
+    let (on, off) = fault.actions();
+    let bad = c.port(node);
+
+    let t_fault = load.now();
+    c.node(node, on);
+    let (mut detached, mut event) = (None, None);
+    let down = format!(" at=node-down source={} ", source_var(node));
+    // Bounded: length / 100 ms steps.
+    while load.now() < t_fault + length {
+        if detached.is_none()
+            && pgpool_status(&rundir).get(node).map(String::as_str) == Some("down")
+        {
+            detached = Some(load.now() - t_fault);
+        }
+        if event.is_none() && live.log().contains(&down) {
+            event = Some(load.now() - t_fault);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t_end = load.now();
+    c.node(node, off);
+    std::thread::sleep(Duration::from_secs(12));
+    let r = load.stop();
+    let log = live.log();
+    drop(live);
+
+    let mut waits: HashMap<&'static str, Waits> = HashMap::new();
+    let mut last: HashMap<String, u16> = HashMap::new();
+    let mut worst = 0f64;
+    let mut slow = Vec::new();
+    for e in &r.events {
+        let sent = e.at.saturating_sub(e.took);
+        let key = format!("{:?}", e.who);
+        let prev = last.get(&key).copied();
+        if let Outcome::Ok(p) = e.outcome {
+            last.insert(key, p);
+        } else {
+            last.remove(&key);
+        }
+        if sent < t_fault || sent > t_end + Duration::from_secs(10) {
+            continue;
+        }
+        worst = worst.max(secs(e.took));
+        if e.took > Duration::from_secs(3) {
+            slow.push(e.clone());
+        }
+        if e.who == Who::Connector {
+            continue;
+        }
+        let Some(prev) = prev else { continue };
+        let w = waits.entry(protocol_name(e.who)).or_default();
+        // The writer's UPDATE needs the primary whichever node its reads are on.
+        if prev == bad || (node == 0 && e.who == Who::Writer) {
+            w.bad = w.bad.max(secs(e.took));
+        } else {
+            w.healthy = w.healthy.max(secs(e.took));
+            if e.took > Duration::from_millis(500) {
+                w.healthy_slow.push(e.clone());
+            }
+            if !matches!(e.outcome, Outcome::Ok(_)) {
+                w.healthy_failed.push(e.clone());
+            }
+        }
+    }
+    // Reader failures whose session failed again on its next query: a retry that did not help.
+    let mut unretried = Vec::new();
+    let mut failed_before: HashMap<String, bool> = HashMap::new();
+    for e in r.events.iter().filter(|e| matches!(e.who, Who::Reader(_))) {
+        let failed = !matches!(e.outcome, Outcome::Ok(_));
+        let key = format!("{:?}", e.who);
+        if failed && failed_before.get(&key).copied().unwrap_or(false) && e.at >= t_fault {
+            unretried.push(e.clone());
+        }
+        failed_before.insert(key, failed);
+    }
+    let reader_failures = r
+        .events
+        .iter()
+        .filter(|e| matches!(e.who, Who::Reader(_)) && e.at >= t_fault)
+        .filter(|e| !matches!(e.outcome, Outcome::Ok(_)))
+        .count();
+    let hung = r.hung_events();
+    let settled = t_fault + Duration::from_secs(6);
+    let in_window = |e: &&Event| {
+        let sent = e.at.saturating_sub(e.took);
+        sent >= settled && sent < t_end
+    };
+    let late: Vec<Event> = r
+        .events
+        .iter()
+        .filter(|e| matches!(e.who, Who::Connector | Who::Writer))
+        .filter(in_window)
+        .filter(|e| !matches!(e.outcome, Outcome::Ok(_)) || e.took > Duration::from_secs(1))
+        .cloned()
+        .collect();
+    let writes_during: Vec<Event> = r
+        .events
+        .iter()
+        .filter(|e| e.who == Who::Writer)
+        .filter(in_window)
+        .cloned()
+        .collect();
+    let new_conn = r
+        .events
+        .iter()
+        .filter(|e| e.who == Who::Connector)
+        .filter(in_window)
+        .map(|e| secs(e.took))
+        .fold(0f64, f64::max);
+    let writer_errors = r
+        .events
+        .iter()
+        .filter(|e| e.who == Who::Writer && e.at >= t_fault)
+        .filter_map(|e| match &e.outcome {
+            Outcome::Err(m) => Some(m.clone()),
+            _ => None,
+        })
+        .take(3)
+        .collect();
+    let back = r
+        .first_ok(Who::Connector, Some(bad), t_end)
+        .map(|b| secs(b - t_end));
+    let writes_back = r
+        .first_ok(Who::Writer, None, t_end)
+        .map(|b| secs(b - t_end));
+    Figures {
+        label: format!(
+            "node{node} {fault:?} {}s pgpool={}",
+            length.as_secs(),
+            pgpool_bin().display()
+        ),
+        t_fault,
+        waits,
+        worst,
+        reader_failures,
+        unretried,
+        hung,
+        writes_during,
+        slow,
+        late,
+        new_conn,
+        detached: detached.map(secs),
+        event: event.map(secs),
+        back,
+        writes_back,
+        writer_errors,
+        log,
+    }
+}
+
+/// Events with when they were sent and how long they took.
+fn describe_waits(events: &[Event]) -> String {
+    events
+        .iter()
+        .take(12)
+        .map(|e| {
+            format!(
+                "sent {:.2}s took {:.2}s {:?} {:?}",
+                (e.at - e.took).as_secs_f64(),
+                e.took.as_secs_f64(),
+                e.who,
+                e.outcome
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The variable `Launcher::new` gives node `n`.
+fn source_var(n: usize) -> String {
+    if n == 0 {
+        "DATABASE_URL".into()
+    } else {
+        format!("FOLLOWER{n}_URL")
+    }
+}
+
+/// pgpool's own record of node states (`pgpool_status` in its work directory: one line per
+/// node, `up`, `down` or `unused`), which it rewrites at every failover and failback.
+fn pgpool_status(rundir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(rundir.join("pgpool_status"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+impl Figures {
+    fn print(&self) {
+        let mut w: Vec<_> = self.waits.iter().collect();
+        w.sort_by_key(|(k, _)| *k);
+        let waits: Vec<String> = w
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}: healthy_max_s={} healthy_failed={} bad_max_s={}",
+                    v.healthy,
+                    v.healthy_failed.len(),
+                    v.bad
+                )
+            })
+            .collect();
+        eprintln!(
+            "FIGURES {} | {} | worst_s={} hung={} reader_failures={} unretried={} new_conn_max_s={} \
+             late_after_6s={} detached_s={:?} event_s={:?} back_s={:?} writes_back_s={:?} \
+             writer_errors={:?}",
+            self.label,
+            waits.join(" | "),
+            self.worst,
+            self.hung.len(),
+            self.reader_failures,
+            self.unretried.len(),
+            self.new_conn,
+            self.late.len(),
+            self.detached,
+            self.event,
+            self.back,
+            self.writes_back,
+            self.writer_errors,
+        );
+    }
+
+    fn waits(&self, protocol: &str) -> Waits {
+        self.waits.get(protocol).cloned().unwrap_or_default()
+    }
+
+    /// Issue 14's bounds for a follower that hangs or is cut off, for both protocols.
+    fn check_follower(&self) {
+        for p in ["simple", "prepared"] {
+            let w = self.waits(p);
+            assert!(
+                w.healthy_failed.is_empty(),
+                "{p} sessions on healthy nodes failed:\n{}",
+                Report::describe(&w.healthy_failed)
+            );
+            assert!(
+                w.healthy <= 1.0,
+                "a {p} session on a healthy node waited {} s (fault at {} s):\n{}",
+                w.healthy,
+                secs(self.t_fault),
+                describe_waits(&w.healthy_slow)
+            );
+            assert!(
+                w.bad <= 8.0,
+                "a {p} session on the bad node waited {} s",
+                w.bad
+            );
+        }
+        let detached = self
+            .detached
+            .unwrap_or_else(|| panic!("pgpool never detached the node:\n{}", self.log));
+        assert!(
+            detached <= secs(HEALTH_CHECK_TIMEOUT) + 1.0,
+            "pgpool detached the node only {detached} s after the fault"
+        );
+        assert!(
+            self.late.is_empty(),
+            "new connections or writes failed or waited from 6 s after the fault on:\n{}",
+            Report::describe(&self.late)
+        );
+        let back = self
+            .back
+            .unwrap_or_else(|| panic!("the node never served reads again:\n{}", self.log));
+        assert!(
+            back <= 10.0,
+            "the node served reads again only {back} s after the fault ended"
+        );
+    }
+
+    /// Issue 14's bounds for a primary that hangs or is cut off. Reads on the followers go on,
+    /// but not without a break: pgpool restarts every child when the primary is detached and
+    /// again when it is attached back, so each reader session gets an error at each of those
+    /// two moments, and its retry is served.
+    fn check_primary(&self) {
+        assert!(
+            self.worst <= 8.0,
+            "a query waited {} s (at most 8 s for any), fault at {} s:\n{}\n{}",
+            self.worst,
+            secs(self.t_fault),
+            describe_waits(&self.slow),
+            self.log
+        );
+        assert!(
+            self.hung.is_empty(),
+            "queries hung:\n{}",
+            describe_waits(&self.hung)
+        );
+        assert!(
+            self.unretried.is_empty(),
+            "a reader's retry failed too:\n{}",
+            describe_waits(&self.unretried)
+        );
+        assert!(
+            self.reader_failures <= 2 * support::load::READERS,
+            "readers failed {} times (one each at the detach and at the reattach at most)",
+            self.reader_failures
+        );
+        let unclear: Vec<Event> = self
+            .writes_during
+            .iter()
+            .filter(|e| match &e.outcome {
+                Outcome::Err(m) => !m.contains("read-only transaction"),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        assert!(
+            !self.writes_during.is_empty() && unclear.is_empty(),
+            "writes while the primary was away did not fail with a clear error:\n{}",
+            describe_waits(&unclear)
+        );
+        let slow = self
+            .writes_during
+            .iter()
+            .map(|e| secs(e.took))
+            .fold(0f64, f64::max);
+        assert!(slow <= 1.0, "a failing write took {slow} s");
+        let back = self
+            .writes_back
+            .unwrap_or_else(|| panic!("writes never worked again:\n{}", self.log));
+        assert!(
+            back <= 10.0,
+            "writes worked again only {back} s after the primary recovered"
+        );
+    }
+}
+
+#[test]
+fn follower_hung() {
+    let _t = turn();
+    let f = scenario(2, Fault::Hung, Duration::from_secs(20));
+    f.print();
+    f.check_follower();
+}
+
+#[test]
+fn follower_cut_off() {
+    let _t = turn();
+    let f = scenario(2, Fault::CutOff, Duration::from_secs(20));
+    f.print();
+    f.check_follower();
+}
+
+#[test]
+fn primary_hung() {
+    let _t = turn();
+    let f = scenario(0, Fault::Hung, Duration::from_secs(15));
+    f.print();
+    f.check_primary();
+}
+
+#[test]
+fn primary_cut_off() {
+    let _t = turn();
+    let f = scenario(0, Fault::CutOff, Duration::from_secs(15));
+    f.print();
+    f.check_primary();
+}
