@@ -556,7 +556,7 @@ pub struct Live {
     log: PathBuf,
     /// The app's `DATABASE_URL`: pgpool's, for a load to go through.
     pub url: String,
-    _l: Launcher,
+    l: Launcher,
 }
 
 impl Live {
@@ -577,7 +577,7 @@ impl Live {
             child: Some(child),
             log,
             url: String::new(),
-            _l: l,
+            l,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -595,6 +595,11 @@ impl Live {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The launcher's environment (its runtime directory, `status` on its port).
+    pub fn launcher(&self) -> &Launcher {
+        &self.l
     }
 
     /// The launcher's stderr so far.
