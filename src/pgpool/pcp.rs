@@ -177,9 +177,11 @@ pub fn parse_health_check_stats(body: &[u8]) -> Result<NodeState> {
     if fields.next().as_deref() != Some("CommandComplete") {
         bail!("pcp answered health-check stats without CommandComplete");
     }
+    // None of the first five is ever empty; an empty one is the end of a short body.
     let mut next = |what: &str| {
         fields
             .next()
+            .filter(|f| !f.is_empty())
             .map(|f| f.into_owned())
             .with_context(|| format!("pcp's health-check stats have no {what}"))
     };
@@ -221,8 +223,9 @@ impl Pcp {
             .context("pcp did not answer")?
     }
 
-    /// Status and role of nodes `0..count`, from pgpool's shared memory: one connection, one
-    /// `H` per node. Within `timeout` or an error.
+    /// Status and role of nodes `0..count`, from pgpool's shared memory: a new connection (a
+    /// pcp session that had run a detach still answered `up` for that node, 4.7.2), one `H` per
+    /// node. Within `timeout` or an error.
     pub async fn node_states(&self, count: usize, timeout: Duration) -> Result<Vec<NodeState>> {
         tokio::time::timeout(timeout, async {
             let mut s = self.login().await?;
@@ -426,6 +429,10 @@ mod tests {
         assert!(parse_health_check_stats(b"CommandComplete\0").is_err());
         assert!(parse_health_check_stats(b"CommandComplete\0x\0h\0p\0up\0primary\0").is_err());
         assert!(parse_health_check_stats(b"Error\0").is_err());
+        // Cut short after the port: the status is missing, not empty.
+        assert!(
+            parse_health_check_stats(b"CommandComplete\x002\x00127.0.0.1\x0034771\x00").is_err()
+        );
     }
 
     #[test]
