@@ -110,6 +110,12 @@ impl Family {
         }
     }
 
+    /// pcp answers health-check stats (`H`: every node's status and role from pgpool's shared
+    /// memory), which the monitor's events come from: added in 4.2.
+    pub fn pcp_node_states(self) -> bool {
+        self != Family::V4_1
+    }
+
     /// The releases some family covers, for messages: `4.1 to 4.6`.
     pub fn known() -> String {
         let all = Family::ALL;

@@ -1,13 +1,17 @@
-//! pcp, pgpool's admin protocol, spoken by the launcher itself: the repairs use it to detach a
-//! follower that stopped replicating from the primary, and to hand pgpool a primary it gave up
-//! looking for (src/watch/repair/ says when).
+//! pcp, pgpool's admin protocol, spoken by the launcher itself: the monitor reads every node's
+//! status and role from it once a second (health-check stats, which come from pgpool's shared
+//! memory and never wait on a server), the repairs use it to detach a follower that stopped
+//! replicating from the primary and to hand pgpool a primary it gave up looking for
+//! (src/watch/repair/ says when), and `status` falls back to it when `SHOW POOL_NODES` stalls.
 //!
 //! pcp listens only on its Unix socket in the private 0700 runtime directory. Its one user is
-//! made up per launch with a random password that lives in the launcher's memory; pcp.conf holds
-//! only the password's MD5, in a 0600 file. The protocol (pgpool's src/libs/pcp/pcp.c): each
-//! message is a tag byte and a big-endian length that counts itself; authentication is MD5 over
-//! a 4-byte salt the server sends. A few messages are all we need, so they are written here
-//! rather than shelling out to `pcp_*` tools the user's pgpool may not have.
+//! made up per launch with a random password; pcp.conf holds only the password's MD5, in a 0600
+//! file, and the MD5 is all a client needs (pcp's login hashes it again with a salt), so the
+//! launcher keeps only that and `status` reads it from pcp.conf. The protocol (pgpool's
+//! src/libs/pcp/pcp.c): each message is a tag byte and a big-endian length that counts itself;
+//! authentication is MD5 over a 4-byte salt the server sends. A few messages are all we need,
+//! so they are written here rather than shelling out to `pcp_*` tools the user's pgpool may not
+//! have.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,21 +27,22 @@ use crate::secret::Secret;
 const TIMEOUT: Duration = Duration::from_secs(15);
 const USER: &str = "start-pgpool";
 
-/// The per-launch pcp user.
+/// The per-launch pcp user: its name and the MD5 of its password, as pcp.conf holds them.
 #[derive(Clone, Debug)]
 pub struct Credentials {
     user: String,
-    password: Secret,
+    /// md5(password), hex: what pcp.conf holds, and all a login needs.
+    stored: Secret,
 }
 
 impl Credentials {
-    /// A fresh random password (24 bytes from the OS, hex).
+    /// A fresh random password (24 bytes from the OS, hex), kept only as its MD5.
     pub fn generate() -> Result<Credentials> {
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for pcp: {e}"))?;
         Ok(Credentials {
             user: USER.to_string(),
-            password: Secret::new(hex(&bytes)),
+            stored: Secret::new(md5_hex(hex(&bytes).as_bytes())),
         })
     }
 
@@ -46,8 +51,22 @@ impl Credentials {
         format!(
             "# start-pgpool's own pcp user, made up for this launch.\n{}:{}\n",
             self.user,
-            md5_hex(self.password.expose().as_bytes())
+            self.stored.expose()
         )
+    }
+
+    /// The user [`Credentials::pcp_conf`] wrote (`status` reads it back from the runtime
+    /// directory).
+    pub fn from_pcp_conf(text: &str) -> Result<Credentials> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.split_once(':'))
+            .filter(|(user, stored)| !user.is_empty() && stored.len() == 32)
+            .map(|(user, stored)| Credentials {
+                user: user.to_string(),
+                stored: Secret::new(stored),
+            })
+            .context("pcp.conf holds no user of ours")
     }
 }
 
@@ -59,9 +78,9 @@ fn md5_hex(data: &[u8]) -> String {
     hex(&Md5::digest(data))
 }
 
-/// What the client sends for `salt`: md5(md5(md5(password) + user) + salt), as hex.
-pub fn auth_hash(user: &str, password: &str, salt: &[u8]) -> String {
-    let stored = md5_hex(password.as_bytes());
+/// What the client sends for `salt`: md5(md5(stored + user) + salt), as hex, where `stored`
+/// is md5(password) as pcp.conf holds it.
+pub fn auth_hash(user: &str, stored: &str, salt: &[u8]) -> String {
     let with_user = md5_hex(format!("{stored}{user}").as_bytes());
     let mut salted = with_user.into_bytes();
     salted.extend_from_slice(salt);
@@ -121,6 +140,61 @@ impl Command {
     }
 }
 
+/// One node as pgpool's shared memory has it, from pcp's health-check stats (`H`, pgpool 4.2
+/// and later). Status and role are the same strings as `SHOW POOL_NODES`'s (pgpool fills both
+/// from the same `backend_status_to_str` and primary id) but, unlike it, pgpool answers
+/// without asking any server (pool_process_reporting.c, `get_health_check_stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    pub id: usize,
+    /// `up`, `waiting` (up, not used yet), `down`, `quarantine`, `unused`.
+    pub status: String,
+    /// `primary` or `standby` (pgpool's idea, not the server's).
+    pub role: String,
+}
+
+impl NodeState {
+    pub fn is_up(&self) -> bool {
+        status_is_up(&self.status)
+    }
+}
+
+/// `waiting` means up but not yet used by any session.
+pub fn status_is_up(status: &str) -> bool {
+    matches!(status, "up" | "waiting")
+}
+
+/// The request for node `id`'s health-check stats: its id as a string, NUL.
+pub fn health_check_stats_request(id: usize) -> Vec<u8> {
+    message(b'H', &cstrings(&[&id.to_string()]))
+}
+
+/// The body of an `h` reply: `CommandComplete`, then NUL-terminated fields in the order of
+/// pgpool's `POOL_HEALTH_CHECK_STATS`: node id, host, port, status, role, last status change,
+/// then the health-check counters and times (ignored here; pgpool 4.3 and 4.7 send the same 20).
+pub fn parse_health_check_stats(body: &[u8]) -> Result<NodeState> {
+    let mut fields = body.split(|&c| c == 0).map(String::from_utf8_lossy);
+    if fields.next().as_deref() != Some("CommandComplete") {
+        bail!("pcp answered health-check stats without CommandComplete");
+    }
+    // None of the first five is ever empty; an empty one is the end of a short body.
+    let mut next = |what: &str| {
+        fields
+            .next()
+            .filter(|f| !f.is_empty())
+            .map(|f| f.into_owned())
+            .with_context(|| format!("pcp's health-check stats have no {what}"))
+    };
+    let id = next("node id")?;
+    let id = id
+        .parse()
+        .with_context(|| format!("pcp sent node id {id:?}"))?;
+    let (_host, _port) = (next("host")?, next("port")?);
+    let status = next("status")?;
+    let role = next("role")?;
+    Ok(NodeState { id, status, role })
+}
+
 /// The launcher's pcp client.
 #[derive(Clone, Debug)]
 pub struct Pcp {
@@ -136,6 +210,12 @@ impl Pcp {
         }
     }
 
+    /// A client of the pcp socket at `socket` (`status`, which has no [`Files`] of its own
+    /// making).
+    pub fn at(socket: PathBuf, creds: Credentials) -> Pcp {
+        Pcp { socket, creds }
+    }
+
     /// Connects, authenticates, runs `cmd`, and hangs up.
     pub async fn run(&self, cmd: Command) -> Result<()> {
         tokio::time::timeout(TIMEOUT, self.exchange(cmd))
@@ -143,7 +223,30 @@ impl Pcp {
             .context("pcp did not answer")?
     }
 
-    async fn exchange(&self, cmd: Command) -> Result<()> {
+    /// Status and role of nodes `0..count`, from pgpool's shared memory: a new connection (a
+    /// pcp session that had run a detach still answered `up` for that node, 4.7.2), one `H` per
+    /// node. Within `timeout` or an error.
+    pub async fn node_states(&self, count: usize, timeout: Duration) -> Result<Vec<NodeState>> {
+        tokio::time::timeout(timeout, async {
+            let mut s = self.login().await?;
+            let mut out = Vec::with_capacity(count);
+            for id in 0..count {
+                s.write_all(&health_check_stats_request(id)).await?;
+                let node = parse_health_check_stats(&expect(&mut s, b'h').await?)?;
+                if node.id != id {
+                    bail!("pcp answered for node {} where {id} was asked", node.id);
+                }
+                out.push(node);
+            }
+            let _ = s.write_all(&message(b'X', &[])).await;
+            Ok(out)
+        })
+        .await
+        .context("pcp did not answer")?
+    }
+
+    /// A connection past pcp's login.
+    async fn login(&self) -> Result<UnixStream> {
         let mut s = UnixStream::connect(&self.socket)
             .await
             .context("cannot reach pgpool's pcp socket")?;
@@ -152,13 +255,18 @@ impl Pcp {
         if salt.len() < 4 {
             bail!("pcp sent a short salt");
         }
-        let hash = auth_hash(&self.creds.user, self.creds.password.expose(), &salt[..4]);
+        let hash = auth_hash(&self.creds.user, self.creds.stored.expose(), &salt[..4]);
         s.write_all(&message(b'R', &cstrings(&[&self.creds.user, &hash])))
             .await?;
         let ok = expect(&mut s, b'r').await?;
         if nul_terminated(&ok) != "AuthenticationOK" {
             bail!("pcp refused our user: {}", nul_terminated(&ok));
         }
+        Ok(s)
+    }
+
+    async fn exchange(&self, cmd: Command) -> Result<()> {
+        let mut s = self.login().await?;
         s.write_all(&cmd.encode()).await?;
         let done = expect(&mut s, cmd.reply_tag()).await?;
         if nul_terminated(&done) != "CommandComplete" {
@@ -239,22 +347,91 @@ mod tests {
             ]
             .concat(),
         );
-        assert_eq!(auth_hash("u", "pw", b"salt"), expected);
-        assert_ne!(auth_hash("u", "pw", b"salt"), auth_hash("u", "pw", b"tlas"));
+        assert_eq!(auth_hash("u", &stored, b"salt"), expected);
+        assert_ne!(
+            auth_hash("u", &stored, b"salt"),
+            auth_hash("u", &stored, b"tlas")
+        );
     }
 
     #[test]
-    fn pcp_conf_holds_the_hash_not_the_password() {
+    fn pcp_conf_holds_a_fresh_hash_and_reads_back() {
         let c = Credentials::generate().unwrap();
         let conf = c.pcp_conf();
-        assert!(!conf.contains(c.password.expose()));
-        assert!(conf.contains(&format!(
-            "start-pgpool:{}\n",
-            md5_hex(c.password.expose().as_bytes())
-        )));
+        let line = conf.lines().nth(1).unwrap();
+        let (user, stored) = line.split_once(':').unwrap();
+        assert_eq!(user, "start-pgpool");
+        assert_eq!(stored.len(), 32);
+        assert!(stored.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(
-            c.password.expose(),
-            Credentials::generate().unwrap().password.expose()
+            c.stored.expose(),
+            Credentials::generate().unwrap().stored.expose()
+        );
+        let back = Credentials::from_pcp_conf(&conf).unwrap();
+        assert_eq!(
+            (back.user.as_str(), back.stored.expose()),
+            (user, c.stored.expose())
+        );
+        assert!(Credentials::from_pcp_conf("# nothing\n").is_err());
+        assert!(Credentials::from_pcp_conf("u:short\n").is_err());
+    }
+
+    /// Replies captured from pgpool 4.7.2 (our build) and Debian's 4.3.5, three nodes, all up;
+    /// the down one from 4.7.2 after `pcp_detach_node` of a follower.
+    const H_PRIMARY_47: &[u8] = b"h\x00\x00\x00\x97CommandComplete\x000\x00127.0.0.1\x0033393\x00up\x00primary\x002026-12-01 11:49:10\x0013\x0013\x000\x000\x000\x000.000000\x000\x00119\x0016\x0035.153846\x002026-12-01 11:49:22\x002026-12-01 11:49:22\x00\x00\x00";
+    const H_STANDBY_43: &[u8] = b"h\x00\x00\x00\x96CommandComplete\x001\x00127.0.0.1\x0039001\x00up\x00standby\x002026-12-01 11:49:10\x0013\x0012\x000\x000\x000\x000.000000\x000\x0063\x0022\x0031.384615\x002026-12-01 11:49:22\x002026-12-01 11:49:21\x00\x00\x00";
+    const H_DOWN_47: &[u8] = b"h\x00\x00\x00\xb1CommandComplete\x002\x00127.0.0.1\x0034771\x00down\x00standby\x002026-12-01 11:52:26\x00125\x00122\x000\x003\x000\x000.000000\x000\x0039865\x0011\x00589.401639\x002026-12-01 11:52:25\x002026-12-01 11:52:25\x002026-12-01 11:51:31\x00\x00";
+    const H_NO_NODE_43: &[u8] = b"E\x00\x00\x00zSERROR\x00CXX000\x00Minforming health check stats info failed\x00Dstats data for node ID 3 does not exist\x00Fpcp_worker.c\x00L1017\x00\x00";
+
+    /// The body of a captured message, its length word checked.
+    fn body(m: &[u8]) -> &[u8] {
+        let len = u32::from_be_bytes(m[1..5].try_into().unwrap()) as usize;
+        assert_eq!(
+            len,
+            m.len() - 1,
+            "the length word counts itself and the body"
+        );
+        &m[5..]
+    }
+
+    #[test]
+    fn health_check_stats_request_is_the_node_id_string() {
+        assert_eq!(health_check_stats_request(0), b"H\0\0\0\x060\0".to_vec());
+        assert_eq!(health_check_stats_request(12), b"H\0\0\0\x0712\0".to_vec());
+    }
+
+    #[test]
+    fn health_check_stats_reply_gives_status_and_role() {
+        let node = |id: usize, status: &str, role: &str| NodeState {
+            id,
+            status: status.into(),
+            role: role.into(),
+        };
+        assert_eq!(H_PRIMARY_47[0], b'h');
+        assert_eq!(
+            parse_health_check_stats(body(H_PRIMARY_47)).unwrap(),
+            node(0, "up", "primary")
+        );
+        assert_eq!(
+            parse_health_check_stats(body(H_STANDBY_43)).unwrap(),
+            node(1, "up", "standby")
+        );
+        assert_eq!(
+            parse_health_check_stats(body(H_DOWN_47)).unwrap(),
+            node(2, "down", "standby")
+        );
+        assert!(!parse_health_check_stats(body(H_DOWN_47)).unwrap().is_up());
+        assert_eq!(H_NO_NODE_43[0], b'E');
+        assert_eq!(
+            error_text(body(H_NO_NODE_43)),
+            "informing health check stats info failed: stats data for node ID 3 does not exist"
+        );
+        assert!(parse_health_check_stats(b"CommandComplete\0").is_err());
+        assert!(parse_health_check_stats(b"CommandComplete\0x\0h\0p\0up\0primary\0").is_err());
+        assert!(parse_health_check_stats(b"Error\0").is_err());
+        // Cut short after the port: the status is missing, not empty.
+        assert!(
+            parse_health_check_stats(b"CommandComplete\x002\x00127.0.0.1\x0034771\x00").is_err()
         );
     }
 

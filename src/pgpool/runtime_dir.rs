@@ -87,6 +87,12 @@ impl Files {
         self.write_new(File::Status, &record.to_text())
     }
 
+    /// pcp.conf as the launcher wrote it (`status` logs in to pcp with it).
+    pub fn read_pcp_conf(&self) -> Result<String> {
+        let path = self.path(File::PcpConf);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
     pub fn read_status(&self) -> Result<StatusRecord> {
         let path = self.path(File::Status);
         let text = std::fs::read_to_string(&path)

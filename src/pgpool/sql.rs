@@ -48,7 +48,7 @@ impl Node {
 
     /// `waiting` means up but not yet used by any session.
     pub fn is_up(&self) -> bool {
-        matches!(self.status.as_str(), "up" | "waiting")
+        super::pcp::status_is_up(&self.status)
     }
 
     /// The server itself answered, as `role`.

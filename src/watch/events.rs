@@ -1,8 +1,9 @@
-//! Node events and metrics, from one `SHOW POOL_NODES` after another: one event line when a
-//! node goes up or down or changes role, and one l2met metrics line per node, `source=` its
-//! variable.
+//! Node events and metrics: one event line when a node goes up or down or changes role (from
+//! one view of the nodes' states after another: pcp's, or `SHOW POOL_NODES`'s before pgpool
+//! 4.2), and one l2met metrics line per node (from `SHOW POOL_NODES`), `source=` its variable.
 
 use crate::config::Backend;
+use crate::pgpool::pcp::NodeState;
 use crate::pgpool::sql::Node;
 
 /// A change worth an event line.
@@ -13,8 +14,8 @@ pub enum Change {
     Role(usize, String),
 }
 
-/// What changed between two `SHOW POOL_NODES` results, by node id.
-pub fn changes(before: &[Node], now: &[Node]) -> Vec<Change> {
+/// What changed between two views of the nodes, by node id.
+pub fn changes(before: &[NodeState], now: &[NodeState]) -> Vec<Change> {
     let mut out = Vec::new();
     for n in now {
         let Some(b) = before.iter().find(|b| b.id == n.id) else {
@@ -30,6 +31,18 @@ pub fn changes(before: &[Node], now: &[Node]) -> Vec<Change> {
         }
     }
     out
+}
+
+/// The states in `SHOW POOL_NODES` rows: the same strings pcp sends.
+pub fn states(nodes: &[Node]) -> Vec<NodeState> {
+    nodes
+        .iter()
+        .map(|n| NodeState {
+            id: n.id,
+            status: n.status.clone(),
+            role: n.role.clone(),
+        })
+        .collect()
 }
 
 /// The variable a node came from, as every line names it.
@@ -91,8 +104,12 @@ pub fn summary(nodes: &[Node]) -> String {
 mod tests {
     use super::*;
 
-    fn n(id: usize, status: &str, role: &str) -> Node {
-        Node::at(id, status, role)
+    fn n(id: usize, status: &str, role: &str) -> NodeState {
+        NodeState {
+            id,
+            status: status.into(),
+            role: role.into(),
+        }
     }
 
     #[test]
@@ -117,5 +134,18 @@ mod tests {
             ]
         );
         assert!(changes(&now, &now).is_empty());
+        // A node missing from one view (pcp answered for fewer nodes) is no change.
+        assert!(changes(&before, &now[..1]).len() == 2);
+        assert!(changes(&before[..1], &now).len() == 2);
+    }
+
+    #[test]
+    fn pool_nodes_rows_give_the_same_states() {
+        let rows = [Node {
+            select_count: 3,
+            ..Node::at(1, "waiting", "standby")
+        }];
+        assert_eq!(states(&rows), vec![n(1, "waiting", "standby")]);
+        assert!(states(&rows)[0].is_up());
     }
 }

@@ -73,6 +73,7 @@ impl SideTasks {
             metrics_interval: s.settings.metrics_interval,
             initial: s.nodes,
             pcp: s.pcp,
+            events_from_pcp: s.release.family.pcp_node_states(),
         };
         tokio::spawn(until(monitor.run(), rx));
         SideTasks { stopping }

@@ -1,15 +1,26 @@
-//! The loop that watches pgpool while the app runs: polls `SHOW POOL_NODES` once a second and
-//! hands each result to the event log, the metrics and the repairs (events.rs, repair/).
+//! The loops that watch pgpool while the app runs, side by side in one task:
+//!
+//! * **events**: once a second, every node's status and role from pcp (health-check stats,
+//!   which pgpool answers from its shared memory without asking any server), and an event line
+//!   for each change (events.rs). A node that hangs or is cut off stalls `SHOW POOL_NODES` for
+//!   seconds, but not this: the event follows pgpool's own state within about a second.
+//! * **pool nodes**: once a second, `SHOW POOL_NODES`, whose latest answer feeds the metrics and
+//!   the repairs (repair/), which need what only it has (the servers' own answers, the streaming
+//!   states, the counters). A stalled poll delays only the next one of its own kind.
+//!
+//! Before pgpool 4.2 pcp has no health-check stats, and the events come from `SHOW POOL_NODES`
+//! as well, as they did before. Either way one view alone is the events' source, so no change
+//! is logged twice.
 
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::events::{self, changes};
 use super::repair::{self, Repairs};
 use crate::config::Backend;
 use crate::pgpool::Files;
-use crate::pgpool::pcp::Pcp;
+use crate::pgpool::pcp::{NodeState, Pcp};
 use crate::pgpool::sql::{self, Node};
 
 /// How often node states are polled. A session per poll over pgpool's private socket (trust on
@@ -19,6 +30,9 @@ const POLL: Duration = Duration::from_secs(1);
 /// takes more than a second on a loaded machine, and up to pgpool's `connect_timeout` (3 s)
 /// for each server whose address does not answer at all; a poll that times out is skipped.
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+/// pcp answers from shared memory in milliseconds; a pcp child pgpool is restarting after a
+/// failover does not answer, and that poll is skipped.
+const PCP_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Monitor {
     pub files: Files,
@@ -29,45 +43,94 @@ pub struct Monitor {
     /// What readiness saw.
     pub initial: Vec<Node>,
     pub pcp: Pcp,
+    /// The events come from pcp (pgpool 4.2 on), else from `SHOW POOL_NODES`.
+    pub events_from_pcp: bool,
 }
 
 impl Monitor {
     /// Watches and repairs until the task is dropped (watch/mod.rs drops it as soon as the
     /// launch starts stopping, so no session of ours keeps pgpool's smart shutdown waiting).
     pub async fn run(self) {
-        let Monitor {
-            files,
-            port,
-            backends,
-            metrics_interval: interval,
-            initial,
-            pcp,
-        } = self;
+        let pool_nodes = PoolNodes {
+            files: &self.files,
+            port: self.port,
+            backends: &self.backends,
+            metrics_interval: self.metrics_interval,
+            pcp: &self.pcp,
+            log_events: !self.events_from_pcp,
+        };
+        let initial = self.initial.clone();
+        if self.events_from_pcp {
+            let seen = events::states(&self.initial);
+            tokio::join!(
+                pcp_events(&self.pcp, &self.backends, seen),
+                pool_nodes.run(initial)
+            );
+        } else {
+            pool_nodes.run(initial).await;
+        }
+    }
+}
+
+/// The events loop: pcp's view, one poll after another.
+async fn pcp_events(pcp: &Pcp, backends: &[Backend], mut last: Vec<NodeState>) {
+    let mut tick = tokio::time::interval_at(Instant::now() + POLL, POLL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match pcp.node_states(backends.len(), PCP_TIMEOUT).await {
+            Ok(now) => {
+                for ch in changes(&last, &now) {
+                    events::log_change(backends, &ch);
+                }
+                last = now;
+            }
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "pcp-nodes-unanswered"),
+        }
+    }
+}
+
+/// The `SHOW POOL_NODES` loop: metrics and repairs (and the events before pgpool 4.2).
+struct PoolNodes<'a> {
+    files: &'a Files,
+    port: u16,
+    backends: &'a [Backend],
+    metrics_interval: Option<Duration>,
+    pcp: &'a Pcp,
+    log_events: bool,
+}
+
+impl PoolNodes<'_> {
+    async fn run(self, initial: Vec<Node>) {
         let mut repairs = Repairs::default();
         let mut last = initial;
+        let interval = self.metrics_interval;
         let mut next_metrics = interval.map(|i| Instant::now() + i);
-        let primary = &backends[0];
+        let primary = &self.backends[0];
         loop {
             tokio::time::sleep(POLL).await;
-            let cfg = sql::socket_config(files.dir(), port, &primary.user, &primary.dbname);
+            let cfg =
+                sql::socket_config(self.files.dir(), self.port, &primary.user, &primary.dbname);
             let poll = sql::with_session(cfg, |c| async move { sql::show_pool_nodes(&c).await });
             let nodes = match tokio::time::timeout(POLL_TIMEOUT, poll).await {
                 Ok(Ok(n)) => n,
                 _ => continue,
             };
-            for ch in changes(&last, &nodes) {
-                events::log_change(&backends, &ch);
+            if self.log_events {
+                for ch in changes(&events::states(&last), &events::states(&nodes)) {
+                    events::log_change(self.backends, &ch);
+                }
             }
             if let (Some(due), Some(i)) = (next_metrics, interval)
                 && Instant::now() >= due
             {
-                events::log_metrics(&backends, &nodes);
+                events::log_metrics(self.backends, &nodes);
                 next_metrics = Some(due + i);
             }
             tracing::debug!(nodes = events::summary(&nodes).as_str(), "pool-nodes");
             if let Some(cmd) = repairs.next(&nodes, Instant::now()) {
-                let r = pcp.run(cmd).await;
-                repair::log(&backends, cmd, &r);
+                let r = self.pcp.run(cmd).await;
+                repair::log(self.backends, cmd, &r);
             }
             last = nodes;
         }

@@ -151,3 +151,107 @@ fn status_without_a_launcher_is_one_clear_error() {
     );
     assert_eq!(err.lines().count(), 1);
 }
+
+/// A follower that hangs (every process of it SIGSTOPped: the kernel accepts TCP, nothing
+/// answers) stalls `SHOW POOL_NODES`, which pings and logs in to every server. The monitor's
+/// events come from pcp, which pgpool answers from its shared memory, so `at=node-down` follows
+/// pgpool's own state within 2 s (it came 4-12 s late when the events came from
+/// `SHOW POOL_NODES`), and `status` shows pcp's view instead of stalling. pgpool does not
+/// detach a hung node by itself here (its health check does not give up on it), so the test
+/// detaches it through pcp while it hangs, unless pgpool already has.
+#[test]
+fn a_hung_follower_is_an_event_within_2_s_of_pgpool_saying_down() {
+    use crate::support::pcp::Pcp;
+
+    let c = Cluster::start(2);
+    let mut l = Launcher::new(&c);
+    // debug: the monitor's `at=pool-nodes` line for each SHOW POOL_NODES answer.
+    l.set("PGPOOL_METRICS_INTERVAL", "0")
+        .set("PGPOOL_LOG_LEVEL", "debug");
+    let mut live = Live::start(l);
+    // The start-up sessions (budget, discovery) done: they would stall too.
+    live.wait_log("follower-name", 2, Duration::from_secs(60));
+    let rundir = live
+        .launcher()
+        .runtime_dir()
+        .expect("the launcher's runtime directory");
+    let mut pcp = Pcp::login(&rundir);
+    assert_eq!(pcp.status(2), "up");
+    // Declared after the cluster and the launcher: SIGCONT before either is stopped.
+    let frozen = c.freeze(2);
+
+    let asked = Instant::now();
+    let out = live.launcher().command(&["status"]).output().unwrap();
+    let took = asked.elapsed();
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("status and role from pcp"),
+        "SHOW POOL_NODES answered with node 2 hung ({took:?}): {}",
+        show(&out)
+    );
+    assert!(took < Duration::from_secs(8), "status took {took:?}");
+    let row2: Vec<String> = stdout(&out)
+        .lines()
+        .nth(3)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(row2[1], "FOLLOWER2_URL", "{}", show(&out));
+    assert_eq!(row2[3], "standby");
+    assert_eq!(row2[5..], ["-", "-"]);
+
+    let needle = " at=node-down level=warn source=FOLLOWER2_URL ";
+    assert!(!live.log().contains(needle), "{}", live.log());
+    // When pgpool said down: when the detach returned (pgpool answers it once its failover has
+    // run), or when the node was first seen down if pgpool had detached it by itself.
+    let down = if pcp.status(2) == "down" {
+        Instant::now()
+    } else {
+        pcp.detach(2);
+        Instant::now()
+    };
+    // Seen down in shared memory by a new pcp session, within a bounded wait.
+    let seen = loop {
+        if Pcp::login(&rundir).status(2) == "down" {
+            break down.elapsed();
+        }
+        assert!(down.elapsed() < Duration::from_secs(5), "node 2 not down");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let deadline = down + Duration::from_secs(15);
+    while !live.log().contains(needle) {
+        assert!(Instant::now() < deadline, "no node-down:\n{}", live.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let delay = down.elapsed();
+    eprintln!(
+        "node-down {delay:?} after the detach (seen down by pcp after {seen:?}; status took {took:?})"
+    );
+    assert!(
+        delay <= Duration::from_secs(2),
+        "node-down {delay:?} after pgpool had it down:\n{}",
+        live.log()
+    );
+
+    // The stalled SHOW POOL_NODES answers in the end (its debug line shows node 2 down), and
+    // its loop logs no second event for the same change.
+    let answered = Instant::now() + Duration::from_secs(60);
+    while !live
+        .log()
+        .lines()
+        .any(|l| l.contains(" at=pool-nodes ") && l.contains(",2:down/"))
+    {
+        assert!(
+            Instant::now() < answered,
+            "SHOW POOL_NODES never answered:\n{}",
+            live.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(frozen);
+    drop(pcp);
+    let log = live.stop();
+    assert_eq!(lines_at(&log, "node-down").len(), 1, "{log}");
+}

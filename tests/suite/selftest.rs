@@ -212,7 +212,10 @@ fn the_load_records_which_node_answered_and_nothing_failed() {
     let (seen, until) = (load.events().len(), load.now());
     let r = load.stop();
     // pgpool's own node record sits in the runtime directory the gray-failure tests poll.
-    let rundir = live.runtime_dir().expect("runtime directory while running");
+    let rundir = live
+        .launcher()
+        .runtime_dir()
+        .expect("runtime directory while running");
     let status = std::fs::read_to_string(rundir.join("pgpool_status")).unwrap_or_default();
     let log = live.stop();
     assert_eq!(

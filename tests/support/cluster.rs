@@ -282,6 +282,22 @@ impl Cluster {
         }
     }
 
+    /// Hangs node `n`: SIGSTOP to its postmaster (read from its `postmaster.pid`), then to each
+    /// of its children (a stopped postmaster forks no more). The kernel still accepts TCP on its
+    /// port; nothing answers. The guard sends SIGCONT to every one of them when dropped (also
+    /// when the test panics), so declare it after the cluster and the launcher.
+    pub fn freeze(&self, node: usize) -> Frozen {
+        let pidfile = self.dir.join(format!("node{node}/postmaster.pid"));
+        let text = std::fs::read_to_string(&pidfile).expect("read postmaster.pid");
+        let postmaster: u32 = text.lines().next().unwrap().trim().parse().unwrap();
+        let mut frozen = Frozen { pids: Vec::new() };
+        frozen.stop(postmaster);
+        for child in super::proc::children_of(postmaster) {
+            frozen.stop(child);
+        }
+        frozen
+    }
+
     /// Waits (max 60 s) until the primary, node 0, shows `n` followers streaming.
     pub fn wait_streaming(&self, n: usize) {
         self.wait_for(
@@ -290,6 +306,30 @@ impl Cluster {
             &n.to_string(),
             Duration::from_secs(60),
         );
+    }
+}
+
+/// The processes of a hung node ([`Cluster::freeze`]); each gets SIGCONT on drop.
+pub struct Frozen {
+    pub pids: Vec<u32>,
+}
+
+impl Frozen {
+    fn stop(&mut self, pid: u32) {
+        // Recorded first: a pid is continued on drop even if the test stops right here.
+        self.pids.push(pid);
+        // SAFETY: plain kill(2) on a process of this test's own cluster.
+        let rc = unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        assert_eq!(rc, 0, "SIGSTOP {pid}");
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            // SAFETY: as above; a process that has gone since is no error.
+            unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        }
     }
 }
 

@@ -556,7 +556,7 @@ pub struct Live {
     log: PathBuf,
     /// The app's `DATABASE_URL`: pgpool's, for a load to go through.
     pub url: String,
-    _l: Launcher,
+    l: Launcher,
 }
 
 impl Live {
@@ -577,7 +577,7 @@ impl Live {
             child: Some(child),
             log,
             url: String::new(),
-            _l: l,
+            l,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -597,9 +597,9 @@ impl Live {
         }
     }
 
-    /// The launcher's private runtime directory (pgpool.conf, pgpool_status, sockets).
-    pub fn runtime_dir(&self) -> Option<PathBuf> {
-        self._l.runtime_dir()
+    /// The launcher's environment (its runtime directory, `status` on its port).
+    pub fn launcher(&self) -> &Launcher {
+        &self.l
     }
 
     /// The launcher's stderr so far.

@@ -8,6 +8,7 @@
 //! * [`proc`]: the one /proc/PID/stat reader, process trees, argv, sockets.
 //! * Oracles that read back what the launcher writes: [`l2met`] log lines, [`conf_lexer`]
 //!   (pgpool.conf as pgpool lexes it), [`pool_passwd`].
+//! * [`pcp`]: a pcp client of the tests' own, to detach a node and read pgpool's own view of it.
 //! * [`api`]: every item taken from the start_pgpool library, named in that one place.
 
 pub mod api;
@@ -16,5 +17,6 @@ pub mod conf_lexer;
 pub mod l2met;
 pub mod launcher;
 pub mod load;
+pub mod pcp;
 pub mod pool_passwd;
 pub mod proc;
