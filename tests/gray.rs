@@ -121,6 +121,7 @@ fn scenario(node: usize, fault: Fault, length: Duration) -> Figures {
     let load = Load::start(&live.url);
     std::thread::sleep(Duration::from_secs(3));
     let rundir = live
+        .launcher()
         .runtime_dir()
         .expect("the launcher's runtime directory");
     let (on, off) = fault.actions();
