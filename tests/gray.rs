@@ -130,7 +130,8 @@ fn scenario(node: usize, fault: Fault, length: Duration) -> Figures {
     let t_fault = load.now();
     c.node(node, on);
     let (mut detached, mut event) = (None, None);
-    let down = format!(" at=node-down source={} ", source_var(node));
+    let source = format!(" source={} ", source_var(node));
+    let is_down = |l: &str| l.contains(" at=node-down ") && l.contains(&source);
     // Bounded: length / 100 ms steps.
     while load.now() < t_fault + length {
         if detached.is_none()
@@ -138,7 +139,7 @@ fn scenario(node: usize, fault: Fault, length: Duration) -> Figures {
         {
             detached = Some(load.now() - t_fault);
         }
-        if event.is_none() && live.log().contains(&down) {
+        if event.is_none() && live.log().lines().any(is_down) {
             event = Some(load.now() - t_fault);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -344,6 +345,9 @@ impl Figures {
             self.writes_back,
             self.writer_errors,
         );
+        if !self.slow.is_empty() {
+            eprintln!("SLOW (over 3 s):\n{}", describe_waits(&self.slow));
+        }
     }
 
     fn waits(&self, protocol: &str) -> Waits {
@@ -379,6 +383,7 @@ impl Figures {
             detached <= secs(HEALTH_CHECK_TIMEOUT) + 1.0,
             "pgpool detached the node only {detached} s after the fault"
         );
+        self.check_event(detached);
         assert!(
             self.late.is_empty(),
             "new connections or writes failed or waited from 6 s after the fault on:\n{}",
@@ -393,11 +398,27 @@ impl Figures {
         );
     }
 
+    /// The launcher's monitor reads node states from pgpool's shared memory (pcp), so its
+    /// `at=node-down` line comes within 2 s of pgpool's detach, however the node failed.
+    fn check_event(&self, detached: f64) {
+        let event = self
+            .event
+            .unwrap_or_else(|| panic!("no at=node-down line for the node:\n{}", self.log));
+        assert!(
+            event <= detached + 2.0,
+            "at=node-down came {event} s after the fault, pgpool detached at {detached} s"
+        );
+    }
+
     /// Issue 14's bounds for a primary that hangs or is cut off. Reads on the followers go on,
     /// but not without a break: pgpool restarts every child when the primary is detached and
     /// again when it is attached back, so each reader session gets an error at each of those
     /// two moments, and its retry is served.
     fn check_primary(&self) {
+        let detached = self
+            .detached
+            .unwrap_or_else(|| panic!("pgpool never detached the primary:\n{}", self.log));
+        self.check_event(detached);
         assert!(
             self.worst <= 8.0,
             "a query waited {} s (at most 8 s for any), fault at {} s:\n{}\n{}",
