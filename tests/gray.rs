@@ -35,6 +35,12 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 /// pgpool's `health_check_timeout` as templates/pgpool.conf.tera renders it.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A new session, or a write failing for want of a primary, that takes longer than this waited
+/// for the bad node: the shortest of pgpool's waits on one is `connect_timeout`, 3 s. A new
+/// TLS/SCRAM session through pgpool took up to 1.83 s on this 2-core machine with two test
+/// suites and a benchmark running beside it.
+const SERVED_WITHIN: Duration = Duration::from_millis(2500);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     Hung,
@@ -81,7 +87,7 @@ struct Figures {
     /// Those of them that took more than 3 s.
     slow: Vec<Event>,
     /// Connector and writer outcomes sent from 6 s after the fault on, until it ended, that
-    /// failed or took more than a second.
+    /// failed or took longer than [`SERVED_WITHIN`].
     late: Vec<Event>,
     /// Worst wait of a new connection sent 6 s after the fault on or later.
     new_conn: f64,
@@ -217,7 +223,7 @@ fn scenario(node: usize, fault: Fault, length: Duration) -> Figures {
         .iter()
         .filter(|e| matches!(e.who, Who::Connector | Who::Writer))
         .filter(in_window)
-        .filter(|e| !matches!(e.outcome, Outcome::Ok(_)) || e.took > Duration::from_secs(1))
+        .filter(|e| !matches!(e.outcome, Outcome::Ok(_)) || e.took > SERVED_WITHIN)
         .cloned()
         .collect();
     let writes_during: Vec<Event> = r
@@ -461,7 +467,7 @@ impl Figures {
             .iter()
             .map(|e| secs(e.took))
             .fold(0f64, f64::max);
-        assert!(slow <= 1.0, "a failing write took {slow} s");
+        assert!(slow <= secs(SERVED_WITHIN), "a failing write took {slow} s");
         let back = self
             .writes_back
             .unwrap_or_else(|| panic!("writes never worked again:\n{}", self.log));
