@@ -19,6 +19,7 @@ mod support {
 }
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -100,6 +101,12 @@ struct Figures {
     /// From the fault's end to the writer's first answered write.
     writes_back: Option<f64>,
     writer_errors: Vec<String>,
+    /// The pgpool the launcher ran.
+    bin: PathBuf,
+    /// Children the launcher's watchdog SIGKILLed (`at=pgpool-child-stuck`), and those of them
+    /// it found blocked reading a detached node (`shape=detached-node`).
+    stuck_kills: usize,
+    detached_kills: usize,
     log: String,
 }
 
@@ -115,13 +122,19 @@ fn protocol_name(w: Who) -> &'static str {
 }
 
 /// `fault` on `node` of a 2-follower cluster for `length`, under the mixed load, watched until
-/// 12 s after it ended.
+/// 12 s after it ended, with the tests' pgpool.
 fn scenario(node: usize, fault: Fault, length: Duration) -> Figures {
+    scenario_on(node, fault, length, &pgpool_bin())
+}
+
+/// The same with the pgpool `bin`.
+fn scenario_on(node: usize, fault: Fault, length: Duration, bin: &Path) -> Figures {
     support::netns::enter();
     assert!(support::netns::is_private());
     let c = Cluster::start(2);
     let mut l = Launcher::new(&c);
-    l.set("PGPOOL_NUM_INIT_CHILDREN", "16");
+    l.set("PGPOOL_NUM_INIT_CHILDREN", "16")
+        .set("PGPOOL_BIN", bin);
     let live = Live::start(l);
     live.wait_log("follower-name", 2, Duration::from_secs(15));
     let load = Load::start(&live.url);
@@ -155,7 +168,12 @@ fn scenario(node: usize, fault: Fault, length: Duration) -> Figures {
     std::thread::sleep(Duration::from_secs(12));
     let r = load.stop();
     let log = live.log();
+    let stuck_kills = live.stuck_kills();
     drop(live);
+    let detached_kills = log
+        .lines()
+        .filter(|l| l.contains(" at=pgpool-child-stuck ") && l.contains(" shape=detached-node "))
+        .count();
 
     let mut waits: HashMap<&'static str, Waits> = HashMap::new();
     let mut last: HashMap<String, u16> = HashMap::new();
@@ -260,7 +278,7 @@ fn scenario(node: usize, fault: Fault, length: Duration) -> Figures {
         label: format!(
             "node{node} {fault:?} {}s pgpool={}",
             length.as_secs(),
-            pgpool_bin().display()
+            bin.display()
         ),
         t_fault,
         waits,
@@ -277,6 +295,9 @@ fn scenario(node: usize, fault: Fault, length: Duration) -> Figures {
         back,
         writes_back,
         writer_errors,
+        bin: bin.to_path_buf(),
+        stuck_kills,
+        detached_kills,
         log,
     }
 }
@@ -336,7 +357,7 @@ impl Figures {
         eprintln!(
             "FIGURES {} | {} | worst_s={} hung={} reader_failures={} unretried={} new_conn_max_s={} \
              late_after_6s={} detached_s={:?} event_s={:?} back_s={:?} writes_back_s={:?} \
-             writer_errors={:?}",
+             writer_errors={:?} stuck_kills={} detached_node_kills={}",
             self.label,
             waits.join(" | "),
             self.worst,
@@ -350,9 +371,19 @@ impl Figures {
             self.back,
             self.writes_back,
             self.writer_errors,
+            self.stuck_kills,
+            self.detached_kills,
         );
         if !self.slow.is_empty() {
             eprintln!("SLOW (over 3 s):\n{}", describe_waits(&self.slow));
+        }
+        if self.stuck_kills > 0 {
+            let kills: Vec<&str> = self
+                .log
+                .lines()
+                .filter(|l| l.contains(" at=pgpool-child-stuck "))
+                .collect();
+            eprintln!("KILLS:\n{}", kills.join("\n"));
         }
     }
 
@@ -360,8 +391,21 @@ impl Figures {
         self.waits.get(protocol).cloned().unwrap_or_default()
     }
 
+    /// The watchdog for stuck children must never fire on the pgpool we build, which does not
+    /// get stuck: every kill there would be a healthy session broken.
+    fn check_no_stuck_kills(&self) {
+        if self.bin == built_pgpool() {
+            assert_eq!(
+                self.stuck_kills, 0,
+                "the watchdog killed children of our pgpool:\n{}",
+                self.log
+            );
+        }
+    }
+
     /// Issue 14's bounds for a follower that hangs or is cut off, for both protocols.
     fn check_follower(&self) {
+        self.check_no_stuck_kills();
         for p in ["simple", "prepared"] {
             let w = self.waits(p);
             assert!(
@@ -421,6 +465,7 @@ impl Figures {
     /// again when it is attached back, so each reader session gets an error at each of those
     /// two moments, and its retry is served.
     fn check_primary(&self) {
+        self.check_no_stuck_kills();
         let detached = self
             .detached
             .unwrap_or_else(|| panic!("pgpool never detached the primary:\n{}", self.log));
@@ -492,6 +537,40 @@ fn follower_cut_off() {
     let f = scenario(2, Fault::CutOff, Duration::from_secs(20));
     f.print();
     f.check_follower();
+}
+
+/// A follower cut off under Debian's stock pgpool 4.3.5: it sends each Sync to every node a
+/// session holds, so sessions on the healthy follower sit reading the cut-off node's socket
+/// after pgpool detached it, for as long as TCP retransmits (minutes), and its partial restart
+/// does not free them. The watchdog's `detached-node` shape must: no query may hang, and it
+/// must have killed at least one such child. Healthy sessions do break on stock pgpool; the
+/// figures say how many.
+#[test]
+fn stock_pgpool_follower_cut_off() {
+    if !Path::new(DEBIAN_PGPOOL).is_file() {
+        eprintln!("SKIP: no {DEBIAN_PGPOOL} (Debian's pgpool2 package)");
+        return;
+    }
+    let _t = turn();
+    let f = scenario_on(
+        2,
+        Fault::CutOff,
+        Duration::from_secs(20),
+        Path::new(DEBIAN_PGPOOL),
+    );
+    f.print();
+    assert!(
+        f.hung.is_empty(),
+        "queries hung:\n{}\n{}",
+        describe_waits(&f.hung),
+        f.log
+    );
+    assert!(
+        f.detached_kills >= 1,
+        "the watchdog killed no child reading the detached node ({} kills in all):\n{}",
+        f.stuck_kills,
+        f.log
+    );
 }
 
 #[test]

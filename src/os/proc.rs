@@ -3,6 +3,7 @@
 //! beside the function that reads the file, so the parsing is unit-tested on literal text.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 /// What `/proc/PID/stat` says about a process, the fields used here.
@@ -136,6 +137,9 @@ pub fn own_threads() -> std::io::Result<usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tcp {
     pub local_port: u16,
+    /// The peer's address and port (`0.0.0.0:0` for a listener). An IPv4-mapped IPv6 peer of a
+    /// `tcp6` socket is given as the IPv4 address it maps.
+    pub remote: SocketAddr,
     pub state: u8,
     pub rx_queue: u64,
 }
@@ -154,12 +158,37 @@ pub fn parse_tcp(table: &str) -> HashMap<u64, Tcp> {
             let (_, rx) = f.get(4)?.split_once(':')?;
             let tcp = Tcp {
                 local_port: u16::from_str_radix(port, 16).ok()?,
+                remote: parse_tcp_addr(f.get(2)?)?,
                 state: u8::from_str_radix(f.get(3)?, 16).ok()?,
                 rx_queue: u64::from_str_radix(rx, 16).ok()?,
             };
             Some((f.get(9)?.parse().ok()?, tcp))
         })
         .collect()
+}
+
+/// An address column of `/proc/net/tcp{,6}`: `ADDR:PORT` in hex, the port a plain number, the
+/// address the kernel's bytes in network order printed as 32-bit words in the host's order (so
+/// `0100007F` is 127.0.0.1 on a little-endian machine): one word for IPv4, four for IPv6.
+pub fn parse_tcp_addr(col: &str) -> Option<SocketAddr> {
+    let (addr, port) = col.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = addr.get(8 * i..8 * i + 8)?;
+        Some(u32::from_str_radix(w, 16).ok()?.to_ne_bytes())
+    };
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[4 * i..4 * i + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(b)).to_canonical()
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Every TCP socket of this network namespace, IPv4 and IPv6, by inode.
@@ -224,6 +253,7 @@ mod tests {
             m.get(&31337),
             Some(&Tcp {
                 local_port: 5432,
+                remote: "0.0.0.0:0".parse().unwrap(),
                 state: TCP_LISTEN,
                 rx_queue: 0,
             })
@@ -232,10 +262,56 @@ mod tests {
             m.get(&42),
             Some(&Tcp {
                 local_port: 5432,
+                remote: parse_tcp_addr("0100007F:9E8A").unwrap(),
                 state: TCP_CLOSE_WAIT,
                 rx_queue: 31,
             })
         );
         assert_eq!(m.len(), 2);
+    }
+
+    /// The words are in the host's byte order: these literals are what a little-endian
+    /// machine prints, so the test builds them from the bytes on any machine.
+    fn word(b: [u8; 4]) -> String {
+        format!("{:08X}", u32::from_ne_bytes(b))
+    }
+
+    #[test]
+    fn tcp_addresses_v4_and_v6() {
+        let v4 = format!("{}:1538", word([10, 1, 2, 3]));
+        assert_eq!(parse_tcp_addr(&v4), "10.1.2.3:5432".parse().ok());
+        let v6: String = [
+            [0x20, 0x01, 0x0d, 0xb8],
+            [0, 0, 0, 0],
+            [0, 0, 0, 0],
+            [0, 0, 0, 1],
+        ]
+        .map(word)
+        .concat();
+        assert_eq!(
+            parse_tcp_addr(&format!("{v6}:1538")),
+            "[2001:db8::1]:5432".parse().ok()
+        );
+        let mapped: String = [
+            [0, 0, 0, 0],
+            [0, 0, 0, 0],
+            [0, 0, 0xff, 0xff],
+            [10, 1, 2, 3],
+        ]
+        .map(word)
+        .concat();
+        assert_eq!(
+            parse_tcp_addr(&format!("{mapped}:1538")),
+            "10.1.2.3:5432".parse().ok()
+        );
+        if cfg!(target_endian = "little") {
+            assert_eq!(
+                parse_tcp_addr("0100007F:9E8A"),
+                "127.0.0.1:40586".parse().ok()
+            );
+        }
+        assert_eq!(parse_tcp_addr("0100007F"), None);
+        assert_eq!(parse_tcp_addr("0100:1538"), None);
+        assert_eq!(parse_tcp_addr("0100007G:1538"), None);
     }
 }

@@ -63,8 +63,17 @@ impl SideTasks {
             };
             tokio::spawn(until(discover::run(rerender, s.pgpool), rx.clone()));
         }
+        // The monitor's view of the nodes, for the watchdog's `detached-node` shape.
+        let (states, states_rx) = watch::channel(events::states(&s.nodes));
         if let Some(after) = s.settings.stuck_timeout {
-            tokio::spawn(stuck::run(s.pgpool, port, after));
+            let watchdog = stuck::Watchdog {
+                pgpool: s.pgpool,
+                port,
+                after,
+                backends: s.backends.clone(),
+                states: states_rx,
+            };
+            tokio::spawn(watchdog.run());
         }
         let monitor = monitor::Monitor {
             files: s.files,
@@ -74,6 +83,7 @@ impl SideTasks {
             initial: s.nodes,
             pcp: s.pcp,
             events_from_pcp: s.release.family.pcp_node_states(),
+            states,
         };
         tokio::spawn(until(monitor.run(), rx));
         SideTasks { stopping }

@@ -10,10 +10,12 @@
 //!
 //! Before pgpool 4.2 pcp has no health-check stats, and the events come from `SHOW POOL_NODES`
 //! as well, as they did before. Either way one view alone is the events' source, so no change
-//! is logged twice.
+//! is logged twice, and the same view is published to the stuck-child watchdog (`states`),
+//! which needs to know the nodes pgpool has detached.
 
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::events::{self, changes};
@@ -45,6 +47,8 @@ pub struct Monitor {
     pub pcp: Pcp,
     /// The events come from pcp (pgpool 4.2 on), else from `SHOW POOL_NODES`.
     pub events_from_pcp: bool,
+    /// Every node's state from the events' view, after each poll that answered.
+    pub states: watch::Sender<Vec<NodeState>>,
 }
 
 impl Monitor {
@@ -57,13 +61,13 @@ impl Monitor {
             backends: &self.backends,
             metrics_interval: self.metrics_interval,
             pcp: &self.pcp,
-            log_events: !self.events_from_pcp,
+            events: (!self.events_from_pcp).then_some(&self.states),
         };
         let initial = self.initial.clone();
         if self.events_from_pcp {
             let seen = events::states(&self.initial);
             tokio::join!(
-                pcp_events(&self.pcp, &self.backends, seen),
+                pcp_events(&self.pcp, &self.backends, seen, &self.states),
                 pool_nodes.run(initial)
             );
         } else {
@@ -73,7 +77,12 @@ impl Monitor {
 }
 
 /// The events loop: pcp's view, one poll after another.
-async fn pcp_events(pcp: &Pcp, backends: &[Backend], mut last: Vec<NodeState>) {
+async fn pcp_events(
+    pcp: &Pcp,
+    backends: &[Backend],
+    mut last: Vec<NodeState>,
+    states: &watch::Sender<Vec<NodeState>>,
+) {
     let mut tick = tokio::time::interval_at(Instant::now() + POLL, POLL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -83,6 +92,7 @@ async fn pcp_events(pcp: &Pcp, backends: &[Backend], mut last: Vec<NodeState>) {
                 for ch in changes(&last, &now) {
                     events::log_change(backends, &ch);
                 }
+                states.send_replace(now.clone());
                 last = now;
             }
             Err(e) => tracing::debug!(error = %format!("{e:#}"), "pcp-nodes-unanswered"),
@@ -97,7 +107,8 @@ struct PoolNodes<'a> {
     backends: &'a [Backend],
     metrics_interval: Option<Duration>,
     pcp: &'a Pcp,
-    log_events: bool,
+    /// Where the states go when the events come from this loop (before pgpool 4.2).
+    events: Option<&'a watch::Sender<Vec<NodeState>>>,
 }
 
 impl PoolNodes<'_> {
@@ -116,10 +127,12 @@ impl PoolNodes<'_> {
                 Ok(Ok(n)) => n,
                 _ => continue,
             };
-            if self.log_events {
-                for ch in changes(&events::states(&last), &events::states(&nodes)) {
+            if let Some(states) = self.events {
+                let now = events::states(&nodes);
+                for ch in changes(&events::states(&last), &now) {
                     events::log_change(self.backends, &ch);
                 }
+                states.send_replace(now);
             }
             if let (Some(due), Some(i)) = (next_metrics, interval)
                 && Instant::now() >= due
