@@ -85,8 +85,11 @@ fn severity(line: &str) -> Option<tracing::Level> {
     ];
     // No frontend certificate is configured on purpose (the app talks plain TCP to loopback),
     // so pgpool's complaint about it is noise.
+    // pgpool_status lives in the private runtime directory, removed at exit, and the
+    // launcher's own at=node-down lines say which nodes are down.
     if line.contains("could not load server certificate")
         || line.contains("could not load private key")
+        || line.contains("skip writing status file")
     {
         return Some(Level::DEBUG);
     }
@@ -157,6 +160,13 @@ mod tests {
         );
         assert_eq!(
             relay_level("WARNING:  could not load server certificate file \"\"", 1),
+            Some(Level::DEBUG)
+        );
+        assert_eq!(
+            relay_level(
+                "main pid 1: WARNING:  All the DB nodes are in down status and skip writing status file.",
+                1
+            ),
             Some(Level::DEBUG)
         );
     }
