@@ -89,15 +89,26 @@ async fn pcp_events(
         tick.tick().await;
         match pcp.node_states(backends.len(), PCP_TIMEOUT).await {
             Ok(now) => {
-                for ch in changes(&last, &now) {
-                    events::log_change(backends, &ch);
-                }
-                states.send_replace(now.clone());
+                publish(backends, &last, &now, states);
                 last = now;
             }
             Err(e) => tracing::debug!(error = %format!("{e:#}"), "pcp-nodes-unanswered"),
         }
     }
+}
+
+/// One event line per change from `last` to `now`, and `now` to the watchdog: the one thing
+/// either events loop does with a view.
+fn publish(
+    backends: &[Backend],
+    last: &[NodeState],
+    now: &[NodeState],
+    states: &watch::Sender<Vec<NodeState>>,
+) {
+    for ch in changes(last, now) {
+        events::log_change(backends, &ch);
+    }
+    states.send_replace(now.to_vec());
 }
 
 /// The `SHOW POOL_NODES` loop: metrics and repairs (and the events before pgpool 4.2).
@@ -128,11 +139,12 @@ impl PoolNodes<'_> {
                 _ => continue,
             };
             if let Some(states) = self.events {
-                let now = events::states(&nodes);
-                for ch in changes(&events::states(&last), &now) {
-                    events::log_change(self.backends, &ch);
-                }
-                states.send_replace(now);
+                publish(
+                    self.backends,
+                    &events::states(&last),
+                    &events::states(&nodes),
+                    states,
+                );
             }
             if let (Some(due), Some(i)) = (next_metrics, interval)
                 && Instant::now() >= due
