@@ -545,6 +545,15 @@ fn follower_cut_off() {
 /// does not free them. The watchdog's `detached-node` shape must: no query may hang, and it
 /// must have killed at least one such child. Healthy sessions do break on stock pgpool; the
 /// figures say how many.
+///
+/// The watchdog acts on pgpool's own view, so the test needs stock pgpool to detach the node.
+/// Sometimes it never does: when the cut lands after a health check's connect and before the
+/// server's answer, the check's read has no timeout that works (its alarm is installed with
+/// `SA_RESTART`, the race 0005 closes; docs/pgpool.md), and it blocks for the rest of the fault.
+/// Such a run proves nothing about the watchdog, so it is rerun, at most [`STOCK_ATTEMPTS`]
+/// times in all (seen once in about ten CI runs).
+const STOCK_ATTEMPTS: usize = 3;
+
 #[test]
 fn stock_pgpool_follower_cut_off() {
     if !Path::new(DEBIAN_PGPOOL).is_file() {
@@ -552,13 +561,26 @@ fn stock_pgpool_follower_cut_off() {
         return;
     }
     let _t = turn();
-    let f = scenario_on(
-        2,
-        Fault::CutOff,
-        Duration::from_secs(20),
-        Path::new(DEBIAN_PGPOOL),
+    let mut attempt = 1;
+    let f = loop {
+        let f = scenario_on(
+            2,
+            Fault::CutOff,
+            Duration::from_secs(20),
+            Path::new(DEBIAN_PGPOOL),
+        );
+        f.print();
+        if f.detached.is_some() || attempt == STOCK_ATTEMPTS {
+            break f;
+        }
+        eprintln!("stock pgpool never detached the node (its health check hung); rerunning");
+        attempt += 1;
+    };
+    assert!(
+        f.detached.is_some(),
+        "stock pgpool never detached the cut-off node in {STOCK_ATTEMPTS} runs:\n{}",
+        f.log
     );
-    f.print();
     assert!(
         f.hung.is_empty(),
         "queries hung:\n{}\n{}",
