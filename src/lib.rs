@@ -13,5 +13,6 @@ mod log;
 mod os;
 pub mod pgpool;
 pub mod secret;
+mod servers;
 mod status;
 mod watch;

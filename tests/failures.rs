@@ -260,7 +260,7 @@ fn stock_pgpool_follower_stopped_with_and_without_the_watchdog() {
     for timeout in ["0", "5"] {
         let c = Cluster::start(2);
         let mut l = launcher(&c);
-        l.set("PGPOOL_BIN", DEBIAN_PGPOOL)
+        l.use_pgpool(DEBIAN_PGPOOL)
             .set("PGPOOL_STUCK_TIMEOUT", timeout);
         // The simple protocol only: the watchdog knows the stuck shape that load shows. Under
         // the mixed load stock 4.3.5 also leaves a prepared-statement session hung that the

@@ -133,8 +133,7 @@ fn scenario_on(node: usize, fault: Fault, length: Duration, bin: &Path) -> Figur
     assert!(support::netns::is_private());
     let c = Cluster::start(2);
     let mut l = Launcher::new(&c);
-    l.set("PGPOOL_NUM_INIT_CHILDREN", "16")
-        .set("PGPOOL_BIN", bin);
+    l.set("PGPOOL_NUM_INIT_CHILDREN", "16").use_pgpool(bin);
     let live = Live::start(l);
     live.wait_log("follower-name", 2, Duration::from_secs(15));
     let load = Load::start(&live.url);

@@ -8,6 +8,7 @@ use url::{Host, Url};
 
 use super::Env;
 use super::conf_value::conf_safe;
+use super::tls::{Defaults, Tls};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Backend {
     pub dbname: String,
     /// Query parameters in their original order, decoded.
     pub params: Vec<(String, String)>,
+    /// What the URL asks of TLS to this server.
+    pub tls: Tls,
 }
 
 /// pool_passwd keeps passwords in a 128-byte token that includes the `TEXT` prefix (pgpool's
@@ -43,7 +46,9 @@ const REFUSED_PARAMS: &[&str] = &["host", "hostaddr", "port", "user", "password"
 
 /// Resolves every variable named in `vars` (the first is the primary) and checks they agree on
 /// the credentials: pgpool logs in to every node with the same user, password and database.
-pub fn resolve(vars: &[String], env: &Env) -> Result<Vec<Backend>> {
+/// `tls` is what libpq would take from outside the URLs.
+pub fn resolve(vars: &[String], env: &Env, tls: &Defaults) -> Result<Vec<Backend>> {
+    let defaults = tls;
     let mut backends: Vec<Backend> = Vec::with_capacity(vars.len());
     for (i, var) in vars.iter().enumerate() {
         let value = match env.get(var)? {
@@ -59,7 +64,7 @@ pub fn resolve(vars: &[String], env: &Env) -> Result<Vec<Backend>> {
         } else {
             Role::Follower
         };
-        let b = parse(var, role, value)?;
+        let b = parse_with(var, role, value, defaults)?;
         if let Some(primary) = backends.first() {
             check_same_credentials(primary, &b)?;
         }
@@ -94,8 +99,12 @@ fn check_same_credentials(primary: &Backend, b: &Backend) -> Result<()> {
     )
 }
 
-/// One URL. `var` is only used in messages.
+/// One URL, without libpq's defaults from the environment. `var` is only used in messages.
 pub fn parse(var: &str, role: Role, value: &str) -> Result<Backend> {
+    parse_with(var, role, value, &Defaults::default())
+}
+
+fn parse_with(var: &str, role: Role, value: &str, defaults: &Defaults) -> Result<Backend> {
     let value = value.trim();
     let url = match Url::parse(value) {
         Ok(u) => u,
@@ -142,6 +151,7 @@ pub fn parse(var: &str, role: Role, value: &str) -> Result<Backend> {
             params.push((k, v));
         }
     }
+    let tls = Tls::from_params(var, &params, defaults)?;
     Ok(Backend {
         var: var.to_string(),
         role,
@@ -151,6 +161,7 @@ pub fn parse(var: &str, role: Role, value: &str) -> Result<Backend> {
         password: Secret::new(password),
         dbname,
         params,
+        tls,
     })
 }
 
@@ -375,7 +386,7 @@ mod tests {
             ("P", "postgres://u:p@h1/d"),
             ("F", "postgres://u:p@h2/d"),
         ]);
-        let b = resolve(&names(&["P", "F"]), &e).unwrap();
+        let b = resolve(&names(&["P", "F"]), &e, &Defaults::default()).unwrap();
         assert_eq!(b[0].role, Role::Primary);
         assert_eq!(b[1].role, Role::Follower);
 
@@ -390,15 +401,21 @@ mod tests {
                 ("P", "postgres://u:p@h1/d"),
                 ("F", f),
             ]);
-            let msg = resolve(&names(&["P", "F"]), &e).unwrap_err().to_string();
+            let msg = resolve(&names(&["P", "F"]), &e, &Defaults::default())
+                .unwrap_err()
+                .to_string();
             assert!(msg.starts_with("F: ") && msg.contains(what), "{msg}");
         }
         let e = env(&[("PGPOOL_URLS", "P F"), ("P", "postgres://u:p@h1/d")]);
-        let msg = resolve(&names(&["P", "F"]), &e).unwrap_err().to_string();
+        let msg = resolve(&names(&["P", "F"]), &e, &Defaults::default())
+            .unwrap_err()
+            .to_string();
         assert_eq!(msg, "F: is not set (PGPOOL_URLS names it)");
         let e = env(&[("P", " ")]);
         assert_eq!(
-            resolve(&names(&["P"]), &e).unwrap_err().to_string(),
+            resolve(&names(&["P"]), &e, &Defaults::default())
+                .unwrap_err()
+                .to_string(),
             "P: is empty"
         );
     }

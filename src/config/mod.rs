@@ -6,6 +6,7 @@ pub mod backends;
 pub mod conf_value;
 pub mod env;
 pub mod settings;
+pub mod tls;
 
 pub use backends::{Backend, Role};
 pub use env::Env;

@@ -7,7 +7,7 @@ mod ready;
 mod supervise;
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -15,13 +15,14 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::cli::{Cli, Sub};
-use crate::config::{Backend, Env, Settings, backends, settings};
+use crate::config::{Backend, Env, Settings, backends, settings, tls};
 use crate::exit::Code;
 use crate::os::group::reap_strays;
 use crate::os::signals::{Signals, is_terminating};
 use crate::pgpool::pcp::{Credentials, Pcp};
 use crate::pgpool::runtime_dir::StatusRecord;
 use crate::pgpool::{File, Pgpool, Release, RuntimeDir, locate, render};
+use crate::servers;
 use crate::status;
 use crate::watch::{self, SideTasks};
 use supervise::App;
@@ -41,7 +42,9 @@ pub fn run(cli: Cli) -> Result<Code> {
     }
     let settings = Settings::from_env(&env)?;
     crate::log::init(settings.log_level);
-    let backends = backends::resolve(&settings.url_vars, &env)?;
+    let cwd = std::env::current_dir().ok();
+    let tls = tls::Defaults::read(&env, cwd.as_deref(), Path::is_file)?;
+    let backends = backends::resolve(&settings.url_vars, &env, &tls)?;
     let template = match &settings.conf_template {
         None => None,
         Some(p) => Some(
@@ -62,6 +65,9 @@ pub fn run(cli: Cli) -> Result<Code> {
         print!("{}", r.pgpool_conf);
         return Ok(Code(0));
     }
+    // Before the runtime directory exists: a server that falls short of its URL is refused
+    // with nothing to clean up.
+    servers::tls::check(&backends)?;
     // Signal handlers before the private directory exists: a SIGTERM from here on is queued
     // for `serve` (which stops cleanly), instead of killing us with pool_passwd left in /tmp.
     let runtime = tokio::runtime::Builder::new_current_thread()

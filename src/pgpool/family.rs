@@ -177,18 +177,24 @@ impl FromStr for Version {
     }
 }
 
-/// A release start-pgpool knows: its version, and the family whose keys it reads.
+/// A release start-pgpool knows: its version, the family whose keys it reads, and whether
+/// it is a build that holds a TLS mode per server (our patch 0007).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Release {
     pub version: Version,
     pub family: Family,
+    pub backend_tls: bool,
 }
+
+/// The line patch 0007 adds to `pgpool --version`.
+pub const BACKEND_TLS_LINE: &str = "backend_sslmode: yes";
 
 impl Release {
     pub fn new(version: Version) -> Option<Release> {
         Some(Release {
             version,
             family: Family::of(version)?,
+            backend_tls: false,
         })
     }
 }

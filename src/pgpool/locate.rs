@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::family::{Family, Release, Version};
+use super::family::{BACKEND_TLS_LINE, Family, Release, Version};
 
 /// Finds the pgpool executable: `PGPOOL_BIN`, then the apt buildpack's `$HOME/.apt` (an app
 /// that lists `pgpool2` in its Aptfile asked for that one), then the copy this buildpack
@@ -90,13 +90,14 @@ pub fn release(bin: &Path) -> Result<Release> {
             bin.display()
         )
     })?;
-    let Some(release) = Release::new(v) else {
+    let Some(mut release) = Release::new(v) else {
         bail!(
             "PGPOOL_BIN: {} is pgpool {v}, a family start-pgpool does not know (it knows {}); use the buildpack's own pgpool or set PGPOOL_BIN to one of those",
             bin.display(),
             Family::known()
         );
     };
+    release.backend_tls = text.lines().any(|l| l.trim() == BACKEND_TLS_LINE);
     Ok(release)
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::family::{Keys, Release};
 use super::runtime_dir::{File, Files, PCP_PORT};
 use crate::config::conf_value::conf_safe;
+use crate::config::tls::SslMode;
 use crate::config::{Backend, Role, Settings};
 use crate::secret::Secret;
 
@@ -30,6 +31,9 @@ struct BackendCtx<'a> {
     port: u16,
     weight: u32,
     application_name: Option<&'a str>,
+    /// `backend_sslmodeN` and `backend_sslrootcertN`: set only for a pgpool that reads them.
+    sslmode: Option<&'static str>,
+    sslrootcert: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -49,6 +53,8 @@ struct ConfCtx<'a> {
     num_init_children: u32,
     max_pool: u32,
     delay_threshold: u64,
+    /// pgpool's one switch, for a pgpool without per-server modes (and the frontend side).
+    ssl: &'static str,
     backends: Vec<BackendCtx<'a>>,
 }
 
@@ -80,6 +86,8 @@ pub fn render_with_names(
         .filter(|s| conf_safe(s))
         .context("PGPOOL_RUNTIME_DIR: the runtime directory path holds a quote, backslash, control character or non-UTF-8 byte; set PGPOOL_RUNTIME_DIR to a plain path")?;
     let has_followers = backends.len() > 1;
+    let ssl = ssl_switch(backends, release)?;
+    let per_server = release.backend_tls;
     let ctx = ConfCtx {
         pgpool_version: release.version.number(),
         pgpool_version_text: release.version.to_string(),
@@ -94,6 +102,7 @@ pub fn render_with_names(
         num_init_children: settings.num_init_children,
         max_pool: settings.max_pool,
         delay_threshold: settings.max_lag_bytes.unwrap_or(0),
+        ssl: if ssl { "on" } else { "off" },
         backends: backends
             .iter()
             .enumerate()
@@ -106,6 +115,13 @@ pub fn render_with_names(
                     .get(i)
                     .and_then(|n| n.as_deref())
                     .filter(|n| conf_safe(n)),
+                sslmode: per_server.then(|| b.tls.mode.name()),
+                sslrootcert: b
+                    .tls
+                    .root
+                    .as_ref()
+                    .filter(|_| per_server)
+                    .map(|r| r.conf_value()),
             })
             .collect(),
     };
@@ -114,6 +130,11 @@ pub fn render_with_names(
     for (what, v) in [("user", ctx.user), ("database", ctx.dbname)]
         .into_iter()
         .chain(ctx.backends.iter().map(|b| ("host", b.host)))
+        .chain(
+            ctx.backends
+                .iter()
+                .filter_map(|b| b.sslrootcert.as_deref().map(|r| ("sslrootcert", r))),
+        )
     {
         if !conf_safe(v) {
             bail!("{what} cannot be written to pgpool.conf safely");
@@ -136,6 +157,40 @@ pub fn render_with_names(
         pool_hba,
         pool_passwd: pool_passwd(&primary.user, &primary.password),
     })
+}
+
+/// pgpool's `ssl` switch. A pgpool without our patch 0007 has only that one switch for every
+/// server, and it means "TLS when the server offers it": URLs that ask for more, or that
+/// differ, cannot be honoured by it, and are refused rather than weakened.
+fn ssl_switch(backends: &[Backend], release: Release) -> Result<bool> {
+    let wants_tls = |b: &Backend| b.tls.mode != SslMode::Disable;
+    if release.backend_tls {
+        return Ok(backends.iter().any(wants_tls));
+    }
+    let Some(primary) = backends.first() else {
+        return Ok(true);
+    };
+    for b in backends {
+        if b.tls.mode >= SslMode::Require {
+            bail!(
+                "{}: sslmode={} needs the buildpack's own pgpool, which holds a TLS mode per server; pgpool {} here has one ssl switch for all servers and cannot refuse plaintext",
+                b.var,
+                b.tls.mode,
+                release.version
+            );
+        }
+        if wants_tls(b) != wants_tls(primary) {
+            bail!(
+                "{}: sslmode={} differs from {}'s sslmode={}, and pgpool {} here has one ssl switch for all servers (the buildpack's own pgpool holds one per server)",
+                b.var,
+                b.tls.mode,
+                primary.var,
+                primary.tls.mode,
+                release.version
+            );
+        }
+    }
+    Ok(wants_tls(primary))
 }
 
 /// The innermost tera error says what went wrong in the template (unknown variable, syntax).

@@ -18,12 +18,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::events::{self, changes};
+use super::events::{self, Change, changes};
 use super::repair::{self, Repairs};
 use crate::config::Backend;
+use crate::config::tls::SslMode;
 use crate::pgpool::Files;
 use crate::pgpool::pcp::{NodeState, Pcp};
 use crate::pgpool::sql::{self, Node};
+use crate::servers::tls;
 
 /// How often node states are polled. A session per poll over pgpool's private socket (trust on
 /// `local`): cheap, and never held open across a shutdown.
@@ -107,8 +109,29 @@ fn publish(
 ) {
     for ch in changes(last, now) {
         events::log_change(backends, &ch);
+        if let Change::Down(id) = ch {
+            explain_tls(backends.get(id));
+        }
     }
     states.send_replace(now.to_vec());
+}
+
+/// pgpool says only that a node failed; when the server has stopped giving the TLS its URL
+/// asks for (a restarted server with another certificate, TLS turned off), say that, from a
+/// check of our own beside the loop (it may wait a few seconds on a server that hangs).
+fn explain_tls(b: Option<&Backend>) {
+    let Some(b) = b.filter(|b| b.tls.mode >= SslMode::Require).cloned() else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(why) = tls::refusal(&b) {
+            tracing::warn!(
+                source = b.var.as_str(),
+                why = why.as_str(),
+                "server-tls-refused"
+            );
+        }
+    });
 }
 
 /// The `SHOW POOL_NODES` loop: metrics and repairs (and the events before pgpool 4.2).

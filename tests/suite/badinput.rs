@@ -737,6 +737,107 @@ fn cases(fx: &Fixture) -> Vec<Case> {
             "not valid UTF-8",
         ));
     }
+    // TLS: what a URL asks of it that cannot be honoured (docs/tls.md). The servers behind
+    // these URLs are closed ports: each refusal comes before any server is asked.
+    let q = |query: &str| format!("postgres://app:{PW_ENC}@127.0.0.1:65001/appdb?{query}");
+    for (name, query, says) in [
+        (
+            "sslmode unknown",
+            "sslmode=strict".to_string(),
+            "sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            "sslmode wrong case",
+            "sslmode=Require".to_string(),
+            "sslmode must be one of",
+        ),
+        (
+            "sslcert",
+            "sslmode=require&sslcert=/app/client.crt".to_string(),
+            "sslcert is given, but client certificates are not supported",
+        ),
+        (
+            "sslkey",
+            "sslkey=/app/client.key".to_string(),
+            "sslkey is given, but client certificates are not supported",
+        ),
+        (
+            "sslcrl",
+            "sslmode=verify-ca&sslcrl=/app/crl.pem".to_string(),
+            "sslcrl is given, but certificate revocation lists are not supported",
+        ),
+        (
+            "sslrootcert system under require",
+            "sslmode=require&sslrootcert=system".to_string(),
+            "sslrootcert=system needs sslmode=verify-full",
+        ),
+        (
+            "verify-full without a CA",
+            "sslmode=verify-full".to_string(),
+            "sslmode=verify-full needs a CA",
+        ),
+        (
+            "verify-ca without a CA",
+            "sslmode=verify-ca".to_string(),
+            "sslmode=verify-ca needs a CA",
+        ),
+        (
+            "sslrootcert missing",
+            "sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem".to_string(),
+            "sslrootcert /nonexistent/ca.pem cannot be read",
+        ),
+        (
+            "sslrootcert a directory",
+            format!("sslmode=verify-full&sslrootcert={}", fx.path("a-dir")),
+            "cannot be read",
+        ),
+        (
+            "sslrootcert not a certificate",
+            format!("sslmode=verify-full&sslrootcert={}", fx.path("a-file")),
+            "holds no PEM certificate",
+        ),
+        (
+            "sslrootcert with a quote",
+            "sslmode=verify-full&sslrootcert=/app/it's.pem".to_string(),
+            "without quotes",
+        ),
+    ] {
+        let name: &'static str = Box::leak(format!("tls: {name}").into_boxed_str());
+        let says: &'static str = Box::leak(says.to_string().into_boxed_str());
+        v.push(db(name, q(&query), says));
+    }
+    v.push(case(
+        "tls: PGSSLMODE unknown",
+        vec![
+            ("DATABASE_URL", V::Owned(q("application_name=x"))),
+            ("PGPOOL_URLS", V::Set("DATABASE_URL")),
+            ("PGSSLMODE", V::Set("on")),
+        ],
+        "PGSSLMODE: ",
+        "sslmode must be one of",
+    ));
+    // A pgpool without patch 0007 has one ssl switch: what it cannot hold is refused.
+    if Path::new(DEBIAN_PGPOOL).is_file() {
+        v.push(case(
+            "tls: require under a stock pgpool",
+            vec![("PGPOOL_BIN", V::Set(DEBIAN_PGPOOL))],
+            "DATABASE_URL: ",
+            "sslmode=require needs the buildpack's own pgpool",
+        ));
+        v.push(case(
+            "tls: mixed modes under a stock pgpool",
+            vec![
+                ("PGPOOL_BIN", V::Set(DEBIAN_PGPOOL)),
+                ("DATABASE_URL", V::Owned(q("sslmode=prefer"))),
+                (
+                    "FOLLOWER_URL",
+                    V::Owned(url("app", "127.0.0.2:65001", "appdb").replace("require", "disable")),
+                ),
+            ],
+            "FOLLOWER_URL: ",
+            "differs from DATABASE_URL's sslmode=prefer",
+        ));
+    }
     v
 }
 

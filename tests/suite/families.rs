@@ -187,7 +187,7 @@ fn a_release_outside_the_known_families_is_refused_by_name() {
 fn read_back_every_key(bin: &Path) -> (String, Vec<String>) {
     let c = cluster::shared();
     let mut l = Launcher::new(c);
-    l.set("PGPOOL_BIN", bin);
+    l.use_pgpool(bin);
     let out = l.run_sh(
         r#"set -e
 conf=$(echo "$PGPOOL_RUNTIME_DIR"/start-pgpool-*/pgpool.conf)

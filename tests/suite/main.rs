@@ -19,3 +19,4 @@ mod lifecycle;
 mod observe;
 mod properties;
 mod selftest;
+mod tls;

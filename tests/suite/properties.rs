@@ -8,6 +8,7 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use crate::support::api::backends::{self, Backend};
+use crate::support::api::family::Release;
 use crate::support::api::settings::{Env, Settings};
 use crate::support::api::{app_env, error, family, render};
 use crate::support::conf_lexer::{self, Entry, Kind};
@@ -194,12 +195,20 @@ fn benign(bs: &[Backend]) -> Vec<Backend> {
         .collect()
 }
 
-fn entries(bs: &[Backend], settings: &Settings, version: &str) -> Vec<Entry> {
+/// Release `version` as the buildpack's own build of it would be: one that holds a TLS mode
+/// per server renders every URL's mode (one without refuses the stronger modes; tls.rs).
+fn ours(version: &str) -> Release {
+    let mut release: Release = version.parse().unwrap();
+    release.backend_tls = true;
+    release
+}
+
+fn entries(bs: &[Backend], settings: &Settings, release: Release) -> Vec<Entry> {
     let r = render::render(
         bs,
         settings,
         &render::Files::at(Path::new("/tmp/rt")),
-        version.parse().unwrap(),
+        release,
         None,
     )
     .expect("accepted backends always render");
@@ -208,8 +217,9 @@ fn entries(bs: &[Backend], settings: &Settings, version: &str) -> Vec<Entry> {
 
 fn check_accepted(i: &Input, bs: &[Backend], settings: &Settings) -> Result<(), TestCaseError> {
     for version in ["4.1.4", "4.3.5", "4.6.1"] {
-        let got = entries(bs, settings, version);
-        let want = entries(&benign(bs), settings, version);
+        let release = ours(version);
+        let got = entries(bs, settings, release);
+        let want = entries(&benign(bs), settings, release);
         let keys = |v: &[Entry]| v.iter().map(|e| e.key.clone()).collect::<Vec<_>>();
         prop_assert_eq!(
             keys(&got),
@@ -232,7 +242,7 @@ fn check_accepted(i: &Input, bs: &[Backend], settings: &Settings) -> Result<(), 
         bs,
         settings,
         &render::Files::at(Path::new("/tmp/rt")),
-        "4.3.5".parse().unwrap(),
+        ours("4.3.5"),
         None,
     )
     .unwrap();
@@ -263,7 +273,7 @@ proptest! {
     fn every_url_is_refused_clearly_or_rendered_exactly(i in input()) {
         let env = env_of(&i);
         let settings = Settings::from_env(&env).unwrap();
-        match backends::resolve(&settings.url_vars, &env) {
+        match backends::resolve(&settings.url_vars, &env, &Default::default()) {
             Err(e) => check_refusal(&i, &e)?,
             Ok(bs) => check_accepted(&i, &bs, &settings)?,
         }
@@ -317,7 +327,7 @@ fn print_config_agrees_with_the_library() {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let settings = Settings::from_env(&env).unwrap();
-        match backends::resolve(&settings.url_vars, &env) {
+        match backends::resolve(&settings.url_vars, &env, &Default::default()) {
             Err(e) => {
                 refused += 1;
                 assert!(!out.status.success(), "{i:?}");
@@ -332,7 +342,7 @@ fn print_config_agrees_with_the_library() {
                     .unwrap();
                 assert_eq!(stdout, r.pgpool_conf);
                 let got = conf_lexer::parse(&stdout).unwrap();
-                let want = entries(&benign(&bs), &settings, &version.to_string());
+                let want = entries(&benign(&bs), &settings, version);
                 assert_eq!(got.len(), want.len());
             }
         }
@@ -366,7 +376,7 @@ fn the_generator_produces_both_outcomes() {
             let i = input().new_tree(&mut runner).unwrap().current();
             let env = env_of(&i);
             let s = Settings::from_env(&env).unwrap();
-            backends::resolve(&s.url_vars, &env).is_ok()
+            backends::resolve(&s.url_vars, &env, &Default::default()).is_ok()
         })
         .count();
     eprintln!("{accepted} of {n} generated inputs accepted");

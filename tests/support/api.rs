@@ -6,7 +6,8 @@
 //! `dbname`, `password` (and struct update syntax on it), `Role::Primary`, `Settings::from_env`
 //! and `Settings::url_vars`, `Env` collected from `(String, String)` pairs, the fields
 //! `pgpool_conf` and `pool_passwd` of what `render` returns, `Secret::new` and `expose`, and
-//! that the release `family::release` returns parses from and prints as `4.3.5`.
+//! that the release `family::release` returns parses from and prints as `4.3.5`, with its
+//! `backend_tls` field (whether it holds a TLS mode per server).
 
 pub mod app_env {
     pub use start_pgpool::launch::app_env::database_url;
@@ -21,6 +22,7 @@ pub mod error {
 }
 
 pub mod family {
+    pub use start_pgpool::pgpool::Release;
     pub use start_pgpool::pgpool::locate::release;
 }
 

@@ -298,6 +298,73 @@ impl Cluster {
         frozen
     }
 
+    /// The cluster's CA (`CA_FILE`), which signed every server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        PathBuf::from(self.get("CA_FILE"))
+    }
+
+    /// Node `n`'s URL with `host` for 127.0.0.1 and `query` for its parameters.
+    pub fn url_as(&self, node: usize, host: &str, query: &str) -> String {
+        let url = self.url(node);
+        let (base, _) = url.split_once('?').unwrap_or((&url, ""));
+        let base = base.replace("@127.0.0.1:", &format!("@{host}:"));
+        if query.is_empty() {
+            base
+        } else {
+            format!("{base}?{query}")
+        }
+    }
+
+    /// Serves TLS on node `n` with `cert` (certificate, key), or turns it off (`None`), by a
+    /// configuration reload; returns once a new session sees the change (the postmaster
+    /// reloads its TLS context before it forks that session).
+    pub fn set_server_tls(&self, node: usize, cert: Option<(&Path, &Path)>) {
+        let q = |p: &Path| p.display().to_string().replace('\'', "''");
+        match cert {
+            Some((crt, key)) => {
+                self.psql(
+                    node,
+                    &format!("alter system set ssl_cert_file = '{}'", q(crt)),
+                );
+                self.psql(
+                    node,
+                    &format!("alter system set ssl_key_file = '{}'", q(key)),
+                );
+                self.psql(node, "alter system set ssl = on");
+            }
+            None => {
+                self.psql(node, "alter system set ssl = off");
+            }
+        }
+        self.psql(node, "select pg_reload_conf()");
+        let want = match cert {
+            Some((crt, _)) => format!("on {}", crt.display()),
+            None => "off".to_string(),
+        };
+        let sql = if cert.is_some() {
+            "select current_setting('ssl') || ' ' || current_setting('ssl_cert_file')"
+        } else {
+            "select current_setting('ssl')"
+        };
+        self.wait_for(node, sql, &want, Duration::from_secs(10));
+    }
+
+    /// Lets node `n` take password logins without TLS too (`host` beside its `hostssl`
+    /// lines), for the cases where plaintext is what the URL asks for.
+    pub fn allow_plaintext(&self, node: usize) {
+        let hba = self.dir.join(format!("node{node}/pg_hba.conf"));
+        let mut text = std::fs::read_to_string(&hba).unwrap();
+        text.push_str("host all all 127.0.0.1/32 scram-sha-256\n");
+        std::fs::write(&hba, text).unwrap();
+        self.psql(node, "select pg_reload_conf()");
+        self.wait_for(
+            node,
+            "select count(*) from pg_hba_file_rules where type = 'host'",
+            "1",
+            Duration::from_secs(10),
+        );
+    }
+
     /// Waits (max 60 s) until the primary, node 0, shows `n` followers streaming.
     pub fn wait_streaming(&self, n: usize) {
         self.wait_for(

@@ -90,6 +90,15 @@ pub fn pgpool_bin() -> PathBuf {
     }
 }
 
+/// pgpool `bin` reads `backend_sslmodeN` (patch 0007 says so in `--version`).
+pub fn holds_tls_modes(bin: &Path) -> bool {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).contains("backend_sslmode: yes"))
+        .unwrap_or(false)
+}
+
 /// A cleared environment for the launcher (the test's `TestEnv`), with a private runtime parent
 /// (removed on drop) and a port of its own.
 pub struct Launcher {
@@ -135,7 +144,27 @@ impl Launcher {
             names.push(name);
         }
         l.set("PGPOOL_URLS", names.join(" "));
+        l.use_pgpool(pgpool_bin());
         l
+    }
+
+    /// Runs pgpool `bin`. One without our patch 0007 has a single ssl switch and cannot refuse
+    /// plaintext, so the launcher refuses `sslmode=require` for it: the URLs say `prefer`
+    /// instead, which is what such a pgpool does (the test clusters serve TLS only, so its
+    /// sessions are TLS all the same).
+    pub fn use_pgpool(&mut self, bin: impl AsRef<Path>) -> &mut Self {
+        let bin = bin.as_ref();
+        self.set("PGPOOL_BIN", bin);
+        if !holds_tls_modes(bin) {
+            for v in self.env.values_mut() {
+                if let Some(s) = v.to_str()
+                    && s.starts_with("postgres")
+                {
+                    *v = s.replace("sslmode=require", "sslmode=prefer").into();
+                }
+            }
+        }
+        self
     }
 
     pub fn set(&mut self, k: &str, v: impl AsRef<OsStr>) -> &mut Self {

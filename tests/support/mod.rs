@@ -3,7 +3,8 @@
 //!
 //! * [`launcher`]: the one launcher harness (a cleared environment, the built binary, output
 //!   shown when an assertion fails; watched, on a terminal, in the background).
-//! * [`cluster`]: real PostgreSQL primaries with followers (`etc/test-cluster`).
+//! * [`cluster`]: real PostgreSQL primaries with followers (`etc/test-cluster`); [`certs`]:
+//!   certificates for their servers.
 //! * [`load`]: the app's load through pgpool, for the failure scenarios.
 //! * [`proc`]: the one /proc/PID/stat reader, process trees, argv, sockets.
 //! * Oracles that read back what the launcher writes: [`l2met`] log lines, [`conf_lexer`]
@@ -12,6 +13,7 @@
 //! * [`api`]: every item taken from the start_pgpool library, named in that one place.
 
 pub mod api;
+pub mod certs;
 pub mod cluster;
 pub mod conf_lexer;
 pub mod l2met;

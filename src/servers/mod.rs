@@ -1,0 +1,4 @@
+//! The servers themselves, as the launcher reaches them directly (not through pgpool):
+//! `tls.rs`, the check that each one gives the TLS its URL asks for, before pgpool starts.
+
+pub mod tls;
