@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use tokio::time::Instant;
 
-use crate::config::{Backend, Role};
+use crate::config::Backend;
 use crate::pgpool::sql::{self, Node};
+use crate::servers::reach;
 
 /// Runs `SHOW POOL_NODES` through pgpool as the app would connect.
 async fn pool_nodes(port: u16, primary: &Backend) -> Result<Vec<Node>> {
@@ -89,45 +90,11 @@ pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<
     }
     if last.starts_with("pgpool") {
         // pgpool only says it could not reach "a backend"; find out which one ourselves.
-        if let Some(why) = unreachable(backends).await {
+        if let Some(why) = reach::unreachable(backends).await {
             bail!("{why}");
         }
     }
     bail!("{last}")
-}
-
-/// The first backend, primary first, that does not accept a TCP connection within a second.
-async fn unreachable(backends: &[Backend]) -> Option<String> {
-    // All at once under one second, so the diagnosis adds at most 1 s to the deadline.
-    let mut set = tokio::task::JoinSet::new();
-    for (i, b) in backends.iter().enumerate() {
-        let (host, port) = (b.host.clone(), b.port);
-        set.spawn(async move {
-            let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-            let why = match tokio::time::timeout(Duration::from_secs(1), connect).await {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some("no answer within 1s".to_string()),
-            };
-            (i, why)
-        });
-    }
-    let mut down: Vec<(usize, String)> = Vec::new();
-    while let Some(Ok((i, why))) = set.join_next().await {
-        down.extend(why.map(|w| (i, w)));
-    }
-    // The primary first: it is the one that blocks readiness.
-    let (i, why) = down.into_iter().min_by_key(|(i, _)| *i)?;
-    let b = &backends[i];
-    let role = if b.role == Role::Primary {
-        "primary"
-    } else {
-        "follower"
-    };
-    Some(format!(
-        "the {role} {} ({}:{}) is unreachable: {why}",
-        b.var, b.host, b.port
-    ))
 }
 
 /// The server's own message when there is one (`failed to create a backend connection`), else
@@ -145,6 +112,7 @@ fn probe_error(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Role;
     use crate::config::backends::parse;
 
     fn n(id: usize, status: &str, role: &str) -> Node {
