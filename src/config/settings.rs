@@ -177,6 +177,16 @@ pub const MAX_CONNECTIONS_SHARE: Def<f64> = Def {
     },
 };
 
+pub const PRIMARY_TABLES: Def<Vec<Table>> = Def {
+    about: About {
+        name: "PGPOOL_PRIMARY_TABLES",
+        default: "none",
+        doc: "tables whose reads always go to the primary: names, comma-separated (carts,public.sessions)",
+    },
+    unset: Vec::new,
+    parse: primary_tables,
+};
+
 pub const LOG_LEVEL: Def<LogLevel> = Def {
     about: About {
         name: "PGPOOL_LOG_LEVEL",
@@ -222,6 +232,7 @@ pub const ALL: &[&About] = &[
     &METRICS_INTERVAL.about,
     &STUCK_TIMEOUT.about,
     &MAX_CONNECTIONS_SHARE.about,
+    &PRIMARY_TABLES.about,
     &LOG_LEVEL.about,
     &RUNTIME_DIR.about,
     &CONF_TEMPLATE.about,
@@ -250,6 +261,16 @@ pub struct Settings {
     /// `None` = off.
     pub stuck_timeout: Option<Duration>,
     pub max_connections_share: f64,
+    /// Reads naming one of these go to the primary.
+    pub primary_tables: Vec<Table>,
+}
+
+/// A table of `PGPOOL_PRIMARY_TABLES`: an unquoted SQL identifier, optionally after its
+/// schema's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub schema: Option<String>,
+    pub name: String,
 }
 
 /// `PGPOOL_ENABLED`: read before anything else, because when it is off nothing else is.
@@ -286,8 +307,48 @@ impl Settings {
             metrics_interval: METRICS_INTERVAL.read(env)?,
             stuck_timeout: STUCK_TIMEOUT.read(env)?,
             max_connections_share: MAX_CONNECTIONS_SHARE.read(env)?,
+            primary_tables: PRIMARY_TABLES.read(env)?,
         })
     }
+}
+
+/// PostgreSQL truncates identifiers at NAMEDATALEN-1 bytes.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+fn primary_tables(var: &str, raw: &str) -> Result<Vec<Table>> {
+    if raw.trim().is_empty() {
+        bail!("{var}: is empty; unset it, or list tables like carts,public.sessions");
+    }
+    let mut tables = Vec::new();
+    for (i, entry) in raw.split(',').map(str::trim).enumerate() {
+        let parts: Vec<&str> = entry.split('.').collect();
+        let ok = matches!(parts.len(), 1 | 2) && parts.iter().all(|p| is_identifier(p));
+        if !ok {
+            bail!(
+                "{var}: entry {} is not a table name (an unquoted SQL identifier of letters, digits, _ and $, optionally schema.table)",
+                i + 1
+            );
+        }
+        let (schema, name) = match parts[..] {
+            [name] => (None, name),
+            [schema, name] => (Some(schema.to_string()), name),
+            _ => unreachable!("checked above"),
+        };
+        tables.push(Table {
+            schema,
+            name: name.to_string(),
+        });
+    }
+    Ok(tables)
+}
+
+/// An unquoted SQL identifier, as pgpool's patterns can match it as a word: ASCII letters and
+/// `_` first, then letters, digits, `_` and `$`.
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    s.len() <= MAX_IDENTIFIER_BYTES
+        && matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c == '$' || c.is_ascii_alphanumeric())
 }
 
 fn url_vars(var: &str, raw: &str) -> Result<Vec<String>> {
@@ -448,6 +509,48 @@ mod tests {
 
     fn err(pairs: &[(&str, &str)]) -> String {
         format!("{:#}", Settings::from_env(&env(pairs)).unwrap_err())
+    }
+
+    #[test]
+    fn primary_tables_are_identifiers_optionally_schema_qualified() {
+        let s = Settings::from_env(&env(&[(
+            "PGPOOL_PRIMARY_TABLES",
+            " carts, public.sessions ,job$status",
+        )]))
+        .unwrap();
+        let t = |schema: Option<&str>, name: &str| Table {
+            schema: schema.map(str::to_string),
+            name: name.to_string(),
+        };
+        assert_eq!(
+            s.primary_tables,
+            vec![
+                t(None, "carts"),
+                t(Some("public"), "sessions"),
+                t(None, "job$status")
+            ]
+        );
+        assert!(err(&[("PGPOOL_PRIMARY_TABLES", " ")]).contains("is empty"));
+        for (bad, entry) in [
+            ("carts;drop", 1),
+            ("a.b.c", 1),
+            ("\"Carts\"", 1),
+            ("1abc", 1),
+            ("carts,,x", 2),
+            ("carts,", 2),
+            ("sch.", 1),
+            ("caf\u{e9}", 1),
+        ] {
+            assert_eq!(
+                err(&[("PGPOOL_PRIMARY_TABLES", bad)]),
+                format!(
+                    "PGPOOL_PRIMARY_TABLES: entry {entry} is not a table name (an unquoted SQL identifier of letters, digits, _ and $, optionally schema.table)"
+                ),
+                "{bad}"
+            );
+        }
+        let long = "t".repeat(64);
+        assert!(err(&[("PGPOOL_PRIMARY_TABLES", &long)]).contains("entry 1"));
     }
 
     #[test]

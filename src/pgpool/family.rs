@@ -42,6 +42,9 @@ pub struct Keys {
     pub failover_on_backend_shutdown: bool,
     /// The key naming the directory of pgpool_status and its lock files.
     pub work_dir: &'static str,
+    /// The key of the regexes whose queries always go to the primary (4.1 named it
+    /// `black_query_pattern_list`).
+    pub primary_routing_query_pattern_list: &'static str,
 }
 
 impl Family {
@@ -84,6 +87,7 @@ impl Family {
             follow_primary_command: "follow_primary_command",
             failover_on_backend_shutdown: true,
             work_dir: "work_dir",
+            primary_routing_query_pattern_list: "primary_routing_query_pattern_list",
         };
         let v4_6 = Keys {
             work_dir: "logdir",
@@ -101,6 +105,7 @@ impl Family {
             Family::V4_1 => Keys {
                 backend_clustering_mode: false,
                 follow_primary_command: "follow_master_command",
+                primary_routing_query_pattern_list: "black_query_pattern_list",
                 ..v4_2
             },
             Family::V4_2 => v4_2,

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::family::{Keys, Release};
 use super::runtime_dir::{File, Files, PCP_PORT};
 use crate::config::conf_value::conf_safe;
+use crate::config::settings::Table;
 use crate::config::tls::SslMode;
 use crate::config::{Backend, Role, Settings};
 use crate::secret::Secret;
@@ -55,6 +56,8 @@ struct ConfCtx<'a> {
     delay_threshold: u64,
     /// pgpool's one switch, for a pgpool without per-server modes (and the frontend side).
     ssl: &'static str,
+    /// `primary_routing_query_pattern_list`: the queries that always go to the primary.
+    primary_routing: String,
     backends: Vec<BackendCtx<'a>>,
 }
 
@@ -103,6 +106,7 @@ pub fn render_with_names(
         max_pool: settings.max_pool,
         delay_threshold: settings.max_lag_bytes.unwrap_or(0),
         ssl: if ssl { "on" } else { "off" },
+        primary_routing: primary_routing(&settings.primary_tables),
         backends: backends
             .iter()
             .enumerate()
@@ -157,6 +161,26 @@ pub fn render_with_names(
         pool_hba,
         pool_passwd: pool_passwd(&primary.user, &primary.password),
     })
+}
+
+/// Bytes a table name cannot be in an unquoted identifier: what ends the name as a word.
+const NOT_IN_NAME: &str = "[^a-z0-9_$]";
+
+/// The regexes (POSIX extended, matched case-blind against the whole query text; pgpool adds
+/// `^` and `$`) of the reads that must go to the primary: those starting with pgpool's
+/// `/*NO LOAD BALANCE*/` hint, which `allow_sql_comments` would otherwise disable, and those
+/// naming one of `tables` as a word, with or without its schema (docs/pgpool.md, "Routing").
+/// Brackets, not backslashes: pgpool.conf holds no escapes.
+pub fn primary_routing(tables: &[Table]) -> String {
+    let mut patterns = vec!["[[:space:]]*/[*]NO LOAD BALANCE[*]/.*".to_string()];
+    for t in tables {
+        // `"carts"` is a word too: pgpool strips double quotes before it matches.
+        patterns.push(format!(
+            ".*{NOT_IN_NAME}{}({NOT_IN_NAME}.*)?",
+            t.name.replace('$', "[$]")
+        ));
+    }
+    patterns.join(";")
 }
 
 /// pgpool's `ssl` switch. A pgpool without our patch 0007 has only that one switch for every
@@ -231,6 +255,32 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn routing_patterns_hold_the_hint_and_each_table_as_a_word() {
+        assert_eq!(
+            primary_routing(&[]),
+            "[[:space:]]*/[*]NO LOAD BALANCE[*]/.*"
+        );
+        let tables = [
+            Table {
+                schema: None,
+                name: "carts".into(),
+            },
+            Table {
+                schema: Some("public".into()),
+                name: "job$status".into(),
+            },
+        ];
+        let p = primary_routing(&tables);
+        assert_eq!(
+            p,
+            "[[:space:]]*/[*]NO LOAD BALANCE[*]/.*;\
+             .*[^a-z0-9_$]carts([^a-z0-9_$].*)?;\
+             .*[^a-z0-9_$]job[$]status([^a-z0-9_$].*)?"
+        );
+        assert!(conf_safe(&p), "pgpool.conf holds it verbatim");
+    }
     use crate::config::Env;
     use crate::config::backends::parse;
 

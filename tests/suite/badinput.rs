@@ -713,6 +713,32 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         ("PGPOOL_MAX_CONNECTIONS_SHARE", "1.5", "fraction"),
         ("PGPOOL_MAX_CONNECTIONS_SHARE", "NaN", "fraction"),
         ("PGPOOL_MAX_CONNECTIONS_SHARE", "half", "fraction"),
+        ("PGPOOL_PRIMARY_TABLES", "", "is empty"),
+        (
+            "PGPOOL_PRIMARY_TABLES",
+            "carts;drop table x",
+            "entry 1 is not a table name",
+        ),
+        (
+            "PGPOOL_PRIMARY_TABLES",
+            "carts,a.b.c",
+            "entry 2 is not a table name",
+        ),
+        (
+            "PGPOOL_PRIMARY_TABLES",
+            "\"Carts\"",
+            "entry 1 is not a table name",
+        ),
+        (
+            "PGPOOL_PRIMARY_TABLES",
+            "carts,,x",
+            "entry 2 is not a table name",
+        ),
+        (
+            "PGPOOL_PRIMARY_TABLES",
+            "it's",
+            "entry 1 is not a table name",
+        ),
     ] {
         v.push(tunable(var, bad, says));
     }
@@ -727,6 +753,7 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         "PGPOOL_MAX_LAG",
         "PGPOOL_METRICS_INTERVAL",
         "PGPOOL_MAX_CONNECTIONS_SHARE",
+        "PGPOOL_PRIMARY_TABLES",
     ] {
         let name: &'static str = Box::leak(format!("{var} not utf8").into_boxed_str());
         let prefix: &'static str = Box::leak(format!("{var}: ").into_boxed_str());

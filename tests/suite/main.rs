@@ -18,5 +18,6 @@ mod launcher;
 mod lifecycle;
 mod observe;
 mod properties;
+mod routing;
 mod selftest;
 mod tls;
