@@ -174,7 +174,8 @@ async fn serve(launch: Launch<'_>, mut signals: Signals) -> Result<Code> {
             return Ok(Code::from_signal(sig as i32));
         }
     };
-    let nodes = match readiness {
+    let nodes = match readiness.and_then(|n| ready::followers_in_recovery(&n, backends).map(|()| n))
+    {
         Ok(n) => n,
         Err(e) => {
             pgpool.stop(settings.stop_timeout).await;

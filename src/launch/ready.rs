@@ -50,6 +50,25 @@ pub fn verdict(nodes: &[Node], backends: &[Backend]) -> Result<()> {
     }
 }
 
+/// Every follower must be a standby: a server that is not in recovery (a logical copy, or a
+/// second primary) would be taken for the primary by pgpool, which finds the primary by asking
+/// `pg_is_in_recovery()` (measured: it sent the writes to a logical copy from the start). The
+/// check reads `pg_role`, pgpool's own fresh answer from each server, so it needs pgpool 4.3 or
+/// later; before that it cannot be told and is skipped.
+pub fn followers_in_recovery(nodes: &[Node], backends: &[Backend]) -> Result<()> {
+    for n in nodes.iter().filter(|n| n.id > 0) {
+        if n.pg_role.as_deref() == Some("primary")
+            && let Some(b) = backends.get(n.id)
+        {
+            bail!(
+                "{}: is not in recovery, so it is no streaming follower but a primary or a logical copy, which pgpool would take for the primary; remove it from PGPOOL_URLS (logical copies need PGPOOL_MODE=logical, which start-pgpool does not offer yet)",
+                b.var
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Probes until ready or `deadline`. The error says what the last probe saw.
 pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<Vec<Node>> {
     let mut last = String::from("pgpool did not answer");
@@ -123,6 +142,36 @@ mod tests {
         vec![
             parse("DATABASE_URL", Role::Primary, "postgres://u:p@h0:5000/d").unwrap(),
             parse("FOLLOWER_URL", Role::Follower, "postgres://u:p@h1:5001/d").unwrap(),
+        ]
+    }
+
+    #[test]
+    fn a_follower_out_of_recovery_is_refused_by_name() {
+        let mut nodes = vec![
+            n(0, "up", "standby"),
+            n(1, "up", "standby"),
+            n(2, "up", "primary"),
+        ];
+        for (node, role) in nodes.iter_mut().zip(["primary", "standby", "primary"]) {
+            node.pg_role = Some(role.to_string());
+        }
+        let e = followers_in_recovery(&nodes, &backends_3())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("COPY_URL: is not in recovery"), "{e}");
+        assert!(e.contains("PGPOOL_MODE=logical"), "{e}");
+        nodes[2].pg_role = Some("standby".into());
+        followers_in_recovery(&nodes, &backends_3()).unwrap();
+        // Before 4.3 pgpool does not say.
+        nodes[2].pg_role = None;
+        followers_in_recovery(&nodes, &backends_3()).unwrap();
+    }
+
+    fn backends_3() -> Vec<Backend> {
+        vec![
+            parse("DATABASE_URL", Role::Primary, "postgres://u:p@h0:5000/d").unwrap(),
+            parse("FOLLOWER_URL", Role::Follower, "postgres://u:p@h1:5001/d").unwrap(),
+            parse("COPY_URL", Role::Follower, "postgres://u:p@h2:5002/d").unwrap(),
         ]
     }
 

@@ -16,6 +16,7 @@ mod engine;
 mod families;
 mod launcher;
 mod lifecycle;
+mod logical;
 mod observe;
 mod properties;
 mod routing;
