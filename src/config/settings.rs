@@ -177,6 +177,20 @@ pub const MAX_CONNECTIONS_SHARE: Def<f64> = Def {
     },
 };
 
+pub const MODE: Def<Mode> = Def {
+    about: About {
+        name: "PGPOOL_MODE",
+        default: "`streaming`",
+        doc: "streaming (followers stream from the primary) or logical (followers are logical copies)",
+    },
+    unset: || Mode::Streaming,
+    parse: |var, v| match v.trim() {
+        "streaming" => Ok(Mode::Streaming),
+        "logical" => Ok(Mode::Logical),
+        _ => bail!("{var}: must be streaming or logical"),
+    },
+};
+
 pub const PRIMARY_TABLES: Def<Vec<Table>> = Def {
     about: About {
         name: "PGPOOL_PRIMARY_TABLES",
@@ -232,6 +246,7 @@ pub const ALL: &[&About] = &[
     &METRICS_INTERVAL.about,
     &STUCK_TIMEOUT.about,
     &MAX_CONNECTIONS_SHARE.about,
+    &MODE.about,
     &PRIMARY_TABLES.about,
     &LOG_LEVEL.about,
     &RUNTIME_DIR.about,
@@ -261,8 +276,20 @@ pub struct Settings {
     /// `None` = off.
     pub stuck_timeout: Option<Duration>,
     pub max_connections_share: f64,
+    pub mode: Mode,
     /// Reads naming one of these go to the primary.
     pub primary_tables: Vec<Table>,
+}
+
+/// How the followers get the primary's data, which decides how pgpool finds the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Streaming replication: followers are standbys in recovery; pgpool finds the primary
+    /// by asking each server.
+    Streaming,
+    /// Logical copies (publication and subscription): not in recovery, so the first URL is
+    /// the primary by definition, and is never replaced.
+    Logical,
 }
 
 /// A table of `PGPOOL_PRIMARY_TABLES`: an unquoted SQL identifier, optionally after its
@@ -291,6 +318,15 @@ impl Settings {
                 None => PathBuf::from("/tmp"),
             },
         };
+        let mode = MODE.read(env)?;
+        let max_lag_bytes = MAX_LAG.read(env)?;
+        if mode == Mode::Logical && max_lag_bytes.is_some() {
+            bail!(
+                "{}: cannot be used with {}=logical: pgpool reads a follower's lag from the primary's pg_stat_replication, which has no row for a logical copy",
+                MAX_LAG.about.name,
+                MODE.about.name
+            );
+        }
         Ok(Settings {
             url_vars,
             port,
@@ -303,10 +339,11 @@ impl Settings {
             num_init_children: NUM_INIT_CHILDREN.read(env)?,
             max_pool: MAX_POOL.read(env)?,
             log_level: LOG_LEVEL.read(env)?,
-            max_lag_bytes: MAX_LAG.read(env)?,
+            max_lag_bytes,
             metrics_interval: METRICS_INTERVAL.read(env)?,
             stuck_timeout: STUCK_TIMEOUT.read(env)?,
             max_connections_share: MAX_CONNECTIONS_SHARE.read(env)?,
+            mode,
             primary_tables: PRIMARY_TABLES.read(env)?,
         })
     }
@@ -509,6 +546,22 @@ mod tests {
 
     fn err(pairs: &[(&str, &str)]) -> String {
         format!("{:#}", Settings::from_env(&env(pairs)).unwrap_err())
+    }
+
+    #[test]
+    fn mode_is_streaming_or_logical_and_logical_refuses_max_lag() {
+        assert_eq!(Settings::from_env(&env(&[])).unwrap().mode, Mode::Streaming);
+        let s = Settings::from_env(&env(&[("PGPOOL_MODE", "logical")])).unwrap();
+        assert_eq!(s.mode, Mode::Logical);
+        assert_eq!(
+            err(&[("PGPOOL_MODE", "Logical")]),
+            "PGPOOL_MODE: must be streaming or logical"
+        );
+        let e = err(&[("PGPOOL_MODE", "logical"), ("PGPOOL_MAX_LAG", "1MB")]);
+        assert!(
+            e.starts_with("PGPOOL_MAX_LAG: cannot be used with PGPOOL_MODE=logical"),
+            "{e}"
+        );
     }
 
     #[test]

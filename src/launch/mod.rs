@@ -174,8 +174,15 @@ async fn serve(launch: Launch<'_>, mut signals: Signals) -> Result<Code> {
             return Ok(Code::from_signal(sig as i32));
         }
     };
-    let nodes = match readiness.and_then(|n| ready::followers_in_recovery(&n, backends).map(|()| n))
-    {
+    // Logical copies are not in recovery by nature.
+    let streaming = settings.mode == settings::Mode::Streaming;
+    let nodes = match readiness.and_then(|n| {
+        if streaming {
+            ready::followers_in_recovery(&n, backends).map(|()| n)
+        } else {
+            Ok(n)
+        }
+    }) {
         Ok(n) => n,
         Err(e) => {
             pgpool.stop(settings.stop_timeout).await;

@@ -61,7 +61,7 @@ pub fn followers_in_recovery(nodes: &[Node], backends: &[Backend]) -> Result<()>
             && let Some(b) = backends.get(n.id)
         {
             bail!(
-                "{}: is not in recovery, so it is no streaming follower but a primary or a logical copy, which pgpool would take for the primary; remove it from PGPOOL_URLS (logical copies need PGPOOL_MODE=logical, which start-pgpool does not offer yet)",
+                "{}: is not in recovery, so it is no streaming follower but a logical copy or a second primary, which pgpool would take for the primary; for logical copies set PGPOOL_MODE=logical, else remove it from PGPOOL_URLS",
                 b.var
             );
         }

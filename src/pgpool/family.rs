@@ -182,17 +182,22 @@ impl FromStr for Version {
     }
 }
 
-/// A release start-pgpool knows: its version, the family whose keys it reads, and whether
-/// it is a build that holds a TLS mode per server (our patch 0007).
+/// A release start-pgpool knows: its version, the family whose keys it reads, and what our
+/// patches give it that the launcher relies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Release {
     pub version: Version,
     pub family: Family,
+    /// It holds a TLS mode per server (patch 0007).
     pub backend_tls: bool,
+    /// In logical replication mode it keeps the writes off the copies while the primary is
+    /// down (patch 0008).
+    pub logical_primary_kept: bool,
 }
 
-/// The line patch 0007 adds to `pgpool --version`.
+/// The lines patches 0007 and 0008 add to `pgpool --version`.
 pub const BACKEND_TLS_LINE: &str = "backend_sslmode: yes";
+pub const LOGICAL_PRIMARY_LINE: &str = "logical_primary_kept: yes";
 
 impl Release {
     pub fn new(version: Version) -> Option<Release> {
@@ -200,6 +205,7 @@ impl Release {
             version,
             family: Family::of(version)?,
             backend_tls: false,
+            logical_primary_kept: false,
         })
     }
 }

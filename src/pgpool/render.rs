@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::family::{Keys, Release};
 use super::runtime_dir::{File, Files, PCP_PORT};
 use crate::config::conf_value::conf_safe;
-use crate::config::settings::Table;
+use crate::config::settings::{Mode, Table};
 use crate::config::tls::SslMode;
 use crate::config::{Backend, Role, Settings};
 use crate::secret::Secret;
@@ -32,6 +32,7 @@ struct BackendCtx<'a> {
     port: u16,
     weight: u32,
     application_name: Option<&'a str>,
+    flag: &'static str,
     /// `backend_sslmodeN` and `backend_sslrootcertN`: set only for a pgpool that reads them.
     sslmode: Option<&'static str>,
     sslrootcert: Option<String>,
@@ -54,6 +55,8 @@ struct ConfCtx<'a> {
     num_init_children: u32,
     max_pool: u32,
     delay_threshold: u64,
+    /// `backend_clustering_mode` (4.2 and later).
+    clustering_mode: &'static str,
     /// pgpool's one switch, for a pgpool without per-server modes (and the frontend side).
     ssl: &'static str,
     /// `primary_routing_query_pattern_list`: the queries that always go to the primary.
@@ -90,6 +93,19 @@ pub fn render_with_names(
         .context("PGPOOL_RUNTIME_DIR: the runtime directory path holds a quote, backslash, control character or non-UTF-8 byte; set PGPOOL_RUNTIME_DIR to a plain path")?;
     let has_followers = backends.len() > 1;
     let ssl = ssl_switch(backends, release)?;
+    let logical = settings.mode == Mode::Logical;
+    if logical && !release.family.keys().backend_clustering_mode {
+        bail!(
+            "PGPOOL_MODE: logical needs pgpool 4.2 or later; pgpool {} here",
+            release.version
+        );
+    }
+    if logical && !release.logical_primary_kept {
+        bail!(
+            "PGPOOL_MODE: logical needs the buildpack's own pgpool; pgpool {} here would send the writes to a copy while the primary is down",
+            release.version
+        );
+    }
     let per_server = release.backend_tls;
     let ctx = ConfCtx {
         pgpool_version: release.version.number(),
@@ -105,6 +121,11 @@ pub fn render_with_names(
         num_init_children: settings.num_init_children,
         max_pool: settings.max_pool,
         delay_threshold: settings.max_lag_bytes.unwrap_or(0),
+        clustering_mode: if logical {
+            "logical_replication"
+        } else {
+            "streaming_replication"
+        },
         ssl: if ssl { "on" } else { "off" },
         primary_routing: primary_routing(&settings.primary_tables),
         backends: backends
@@ -119,6 +140,13 @@ pub fn render_with_names(
                     .get(i)
                     .and_then(|n| n.as_deref())
                     .filter(|n| conf_safe(n)),
+                // The copies are not in recovery: pgpool must not look for the primary among
+                // them (docs/pgpool.md, "Logical copies").
+                flag: if logical && b.role == Role::Primary {
+                    "ALLOW_TO_FAILOVER|ALWAYS_PRIMARY"
+                } else {
+                    "ALLOW_TO_FAILOVER"
+                },
                 sslmode: per_server.then(|| b.tls.mode.name()),
                 sslrootcert: b
                     .tls

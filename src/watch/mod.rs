@@ -84,6 +84,7 @@ impl SideTasks {
             pcp: s.pcp,
             events_from_pcp: s.release.family.pcp_node_states(),
             states,
+            logical: s.settings.mode == crate::config::settings::Mode::Logical,
         };
         tokio::spawn(until(monitor.run(), rx));
         SideTasks { stopping }

@@ -51,6 +51,8 @@ pub struct Monitor {
     pub events_from_pcp: bool,
     /// Every node's state from the events' view, after each poll that answered.
     pub states: watch::Sender<Vec<NodeState>>,
+    /// `PGPOOL_MODE=logical`: the first URL is the only primary there is (repair/lost_primary.rs).
+    pub logical: bool,
 }
 
 impl Monitor {
@@ -64,6 +66,7 @@ impl Monitor {
             metrics_interval: self.metrics_interval,
             pcp: &self.pcp,
             events: (!self.events_from_pcp).then_some(&self.states),
+            logical: self.logical,
         };
         let initial = self.initial.clone();
         if self.events_from_pcp {
@@ -143,11 +146,12 @@ struct PoolNodes<'a> {
     pcp: &'a Pcp,
     /// Where the states go when the events come from this loop (before pgpool 4.2).
     events: Option<&'a watch::Sender<Vec<NodeState>>>,
+    logical: bool,
 }
 
 impl PoolNodes<'_> {
     async fn run(self, initial: Vec<Node>) {
-        let mut repairs = Repairs::default();
+        let mut repairs = Repairs::new(self.logical);
         let mut last = initial;
         let interval = self.metrics_interval;
         let mut next_metrics = interval.map(|i| Instant::now() + i);

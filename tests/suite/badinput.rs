@@ -713,6 +713,12 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         ("PGPOOL_MAX_CONNECTIONS_SHARE", "1.5", "fraction"),
         ("PGPOOL_MAX_CONNECTIONS_SHARE", "NaN", "fraction"),
         ("PGPOOL_MAX_CONNECTIONS_SHARE", "half", "fraction"),
+        (
+            "PGPOOL_MODE",
+            "logical_replication",
+            "must be streaming or logical",
+        ),
+        ("PGPOOL_MODE", "", "must be streaming or logical"),
         ("PGPOOL_PRIMARY_TABLES", "", "is empty"),
         (
             "PGPOOL_PRIMARY_TABLES",
@@ -843,6 +849,15 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         "PGSSLMODE: ",
         "sslmode must be one of",
     ));
+    v.push(case(
+        "logical mode with PGPOOL_MAX_LAG",
+        vec![
+            ("PGPOOL_MODE", V::Set("logical")),
+            ("PGPOOL_MAX_LAG", V::Set("1MB")),
+        ],
+        "PGPOOL_MAX_LAG: ",
+        "cannot be used with PGPOOL_MODE=logical",
+    ));
     // A pgpool without patch 0007 has one ssl switch: what it cannot hold is refused.
     if Path::new(DEBIAN_PGPOOL).is_file() {
         v.push(case(
@@ -863,6 +878,21 @@ fn cases(fx: &Fixture) -> Vec<Case> {
             ],
             "FOLLOWER_URL: ",
             "differs from DATABASE_URL's sslmode=prefer",
+        ));
+        // Without patch 0008 a copy would take the writes while the primary is down.
+        v.push(case(
+            "logical mode under a stock pgpool",
+            vec![
+                ("PGPOOL_BIN", V::Set(DEBIAN_PGPOOL)),
+                ("PGPOOL_MODE", V::Set("logical")),
+                ("DATABASE_URL", V::Owned(q("sslmode=prefer"))),
+                (
+                    "FOLLOWER_URL",
+                    V::Owned(url("app", "127.0.0.2:65001", "appdb").replace("require", "prefer")),
+                ),
+            ],
+            "PGPOOL_MODE: ",
+            "logical needs the buildpack's own pgpool",
         ));
     }
     v

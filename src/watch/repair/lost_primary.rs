@@ -18,9 +18,19 @@ pub const ADOPT_AFTER: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct LostPrimary {
     no_primary_since: Option<Instant>,
+    /// `PGPOOL_MODE=logical`: the copies answer as primaries too; only node 0 (the first URL)
+    /// may be handed back, and only attached (pgpool keeps it the primary: ALWAYS_PRIMARY).
+    logical: bool,
 }
 
 impl LostPrimary {
+    pub fn new(logical: bool) -> LostPrimary {
+        LostPrimary {
+            logical,
+            ..LostPrimary::default()
+        }
+    }
+
     /// The command that hands pgpool its primary, when due. `primary` is pgpool's primary, when
     /// it has one up.
     pub fn next(
@@ -33,7 +43,10 @@ impl LostPrimary {
             self.no_primary_since = None;
             return None;
         }
-        let claimants: Vec<&Node> = nodes.iter().filter(|n| n.answers_as("primary")).collect();
+        let claimants: Vec<&Node> = nodes
+            .iter()
+            .filter(|n| n.answers_as("primary") && (!self.logical || n.id == 0))
+            .collect();
         match claimants.as_slice() {
             [c] => {
                 let t = *self.no_primary_since.get_or_insert(now);

@@ -30,6 +30,15 @@ pub struct Repairs {
 }
 
 impl Repairs {
+    /// `logical`: `PGPOOL_MODE=logical`, where every copy answers as a primary and only the
+    /// first URL may ever be one.
+    pub fn new(logical: bool) -> Repairs {
+        Repairs {
+            lost: LostPrimary::new(logical),
+            ..Repairs::default()
+        }
+    }
+
     /// The repair due now, if any.
     pub fn next(&mut self, nodes: &[Node], now: Instant) -> Option<Command> {
         let quiet = self.quiet_until.is_some_and(|q| now < q);
@@ -99,6 +108,33 @@ mod tests {
         (from..to)
             .filter_map(|s| r.next(nodes, t0 + Duration::from_secs(s)).map(|c| (s, c)))
             .collect()
+    }
+
+    #[test]
+    fn in_logical_mode_only_the_first_url_is_ever_handed_back_as_the_primary() {
+        let t0 = Instant::now();
+        // The primary stopped and detached; the copy answers as a primary, as copies do.
+        let copy_only = vec![
+            live(0, "down", "standby", "unknown", ""),
+            live(1, "up", "standby", "primary", ""),
+        ];
+        let mut r = Repairs::new(true);
+        assert!(drive(&mut r, t0, 0, 20, &copy_only).is_empty());
+        // Streaming mode would adopt that lone primary.
+        let mut streaming = Repairs::new(false);
+        assert_eq!(
+            drive(&mut streaming, t0, 0, 3, &copy_only),
+            vec![(2, Command::Promote(1))]
+        );
+        // The primary answers again: it is attached, once the grace is over.
+        let back = vec![
+            live(0, "down", "standby", "primary", ""),
+            live(1, "up", "standby", "primary", ""),
+        ];
+        assert_eq!(
+            drive(&mut r, t0, 20, 23, &back),
+            vec![(22, Command::Attach(0))]
+        );
     }
 
     #[test]
