@@ -1,6 +1,8 @@
 //! TLS to one server, as its URL asks for it with libpq's `sslmode` and `sslrootcert` (or
 //! libpq's `PGSSLMODE` and `PGSSLROOTCERT` when the URL has none). Pure: what the URL says
-//! becomes a [`Tls`]; whether a CA file exists is asked of the caller (`Tls::effective`).
+//! becomes a [`Tls`]; whether libpq's default files exist is asked of the caller
+//! ([`Defaults::read`]). Whatever else libpq would apply to TLS is refused by name, never
+//! dropped.
 //!
 //! docs/tls.md has the rules and why each is as it is.
 
@@ -102,10 +104,29 @@ pub struct Defaults {
 impl Defaults {
     /// `exists` is asked about `$HOME/.postgresql/root.crt` only.
     pub fn read(env: &Env, cwd: Option<&Path>, exists: impl Fn(&Path) -> bool) -> Result<Defaults> {
-        let default_root = env
-            .get("HOME")?
-            .map(|h| Path::new(h).join(".postgresql/root.crt"))
-            .filter(|p| exists(p));
+        for (name, why) in UNSUPPORTED_ENV {
+            if env.get(name)?.is_some() {
+                bail!("{name}: is set, but {why}; unset it");
+            }
+        }
+        check_protocol(
+            "PGSSLMINPROTOCOLVERSION",
+            env.get("PGSSLMINPROTOCOLVERSION")?,
+            None,
+        )?;
+        check_protocol("PGSSLNEGOTIATION", None, env.get("PGSSLNEGOTIATION")?)?;
+        let dir = env.get("HOME")?.map(|h| Path::new(h).join(".postgresql"));
+        if let Some(crl) = dir
+            .as_ref()
+            .map(|d| d.join("root.crl"))
+            .filter(|p| exists(p))
+        {
+            bail!(
+                "HOME: {} exists, which libpq would check certificates against, but certificate revocation lists are not supported",
+                crl.display()
+            );
+        }
+        let default_root = dir.map(|d| d.join("root.crt")).filter(|p| exists(p));
         Ok(Defaults {
             sslmode: env.get("PGSSLMODE")?.map(str::to_string),
             sslrootcert: env.get("PGSSLROOTCERT")?.map(str::to_string),
@@ -129,7 +150,67 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "sslcrldir",
         "certificate revocation lists are not supported",
     ),
+    (
+        "ssl_max_protocol_version",
+        "a maximum TLS version is not supported",
+    ),
+    (
+        "requiressl",
+        "it is libpq's old spelling; write sslmode=require",
+    ),
 ];
+
+/// The same, from libpq's environment variables.
+const UNSUPPORTED_ENV: &[(&str, &str)] = &[
+    ("PGSSLCERT", "client certificates are not supported"),
+    ("PGSSLKEY", "client certificates are not supported"),
+    ("PGSSLCRL", "certificate revocation lists are not supported"),
+    (
+        "PGSSLCRLDIR",
+        "certificate revocation lists are not supported",
+    ),
+    (
+        "PGSSLMAXPROTOCOLVERSION",
+        "a maximum TLS version is not supported",
+    ),
+    (
+        "PGREQUIRESSL",
+        "it is libpq's old spelling; set PGSSLMODE=require",
+    ),
+];
+
+/// Minimum TLS versions no stronger than what pgpool's OpenSSL negotiates at least (TLS 1.2,
+/// libpq's default too): asking for one of these is already met.
+const MET_MIN_VERSIONS: &[&str] = &["TLSv1", "TLSv1.1", "TLSv1.2"];
+
+/// `ssl_min_protocol_version` and `sslnegotiation`: what is already met passes, the rest is
+/// refused; `what` names the URL or the variable.
+fn check_protocol(what: &str, min_version: Option<&str>, negotiation: Option<&str>) -> Result<()> {
+    if let Some(v) = min_version
+        && !MET_MIN_VERSIONS.contains(&v)
+    {
+        bail!("{what}: a minimum TLS version above TLSv1.2 ({v}) is not supported; remove it");
+    }
+    if let Some(n) = negotiation
+        && n != "postgres"
+    {
+        bail!(
+            "{what}: sslnegotiation={n} is not supported (pgpool negotiates TLS the postgres way)"
+        );
+    }
+    Ok(())
+}
+
+/// A CA file's path as pgpool.conf can hold it.
+fn holdable(src: &str, path: &Path) -> Result<PathBuf> {
+    let text = path.to_string_lossy();
+    if !conf_safe(&text) || text.len() > MAX_ROOTCERT_BYTES {
+        bail!(
+            "{src}: sslrootcert must be a path of at most {MAX_ROOTCERT_BYTES} bytes without quotes, backslashes or control characters (pgpool.conf holds it)"
+        );
+    }
+    Ok(path.to_path_buf())
+}
 
 impl Tls {
     /// From one URL's query parameters; `var` names the URL in errors.
@@ -146,6 +227,11 @@ impl Tls {
                 bail!("{var}: {name} is given, but {why}; remove it from the URL");
             }
         }
+        check_protocol(
+            var,
+            param("ssl_min_protocol_version"),
+            param("sslnegotiation"),
+        )?;
         let (root_src, root) = match param("sslrootcert") {
             Some(v) => (var, Some(v)),
             None => ("PGSSLROOTCERT", d.sslrootcert.as_deref()),
@@ -160,13 +246,7 @@ impl Tls {
                     Some(cwd) => cwd.join(p),
                     None => bail!("{root_src}: sslrootcert must be an absolute path, or system"),
                 };
-                let text = path.to_string_lossy();
-                if !conf_safe(&text) || text.len() > MAX_ROOTCERT_BYTES {
-                    bail!(
-                        "{root_src}: sslrootcert must be a path of at most {MAX_ROOTCERT_BYTES} bytes without quotes, backslashes or control characters (pgpool.conf holds it)"
-                    );
-                }
-                Some(RootCert::File(path))
+                Some(RootCert::File(holdable(root_src, &path)?))
             }
         };
         let (mode_src, mode) = match param("sslmode") {
@@ -190,7 +270,11 @@ impl Tls {
         }
         // libpq's rules: a verifying mode needs a CA (the given one, else the default file),
         // and `require` with a CA file at hand checks the chain as `verify-ca` does.
-        let root = root.or_else(|| d.default_root.clone().map(RootCert::File));
+        let root = match (root, &d.default_root) {
+            (Some(r), _) => Some(r),
+            (None, Some(p)) => Some(RootCert::File(holdable("HOME", p)?)),
+            (None, None) => None,
+        };
         let mode = match (mode, &root) {
             (SslMode::Require, Some(RootCert::File(_))) => SslMode::VerifyCa,
             (m, None) if m.verifies() => bail!(
@@ -365,8 +449,69 @@ mod tests {
     }
 
     #[test]
+    fn protocol_versions_and_negotiation_pass_only_when_met() {
+        for ok in [
+            ("ssl_min_protocol_version", "TLSv1.2"),
+            ("ssl_min_protocol_version", "TLSv1"),
+            ("sslnegotiation", "postgres"),
+        ] {
+            tls(&[ok], &home()).unwrap();
+        }
+        let e = tls(&[("ssl_min_protocol_version", "TLSv1.3")], &home())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("DATABASE_URL: a minimum TLS version above TLSv1.2"),
+            "{e}"
+        );
+        let e = tls(&[("sslnegotiation", "direct")], &home())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("DATABASE_URL: sslnegotiation=direct is not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn libpq_s_other_tls_variables_and_the_default_crl_are_refused_by_name() {
+        let read = |pairs: &[(&str, &str)], crl: bool| {
+            let env: Env = pairs.iter().map(|(k, v)| (*k, *v)).collect();
+            Defaults::read(&env, None, |p| crl && p.ends_with("root.crl"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        for var in [
+            "PGSSLCERT",
+            "PGSSLKEY",
+            "PGSSLCRL",
+            "PGREQUIRESSL",
+            "PGSSLMAXPROTOCOLVERSION",
+        ] {
+            let e = read(&[(var, "x")], false).unwrap_err();
+            assert!(e.starts_with(&format!("{var}: is set, but ")), "{e}");
+        }
+        assert!(read(&[("PGSSLMINPROTOCOLVERSION", "TLSv1.3")], false).is_err());
+        read(&[("PGSSLMINPROTOCOLVERSION", "TLSv1.2")], false).unwrap();
+        let e = read(&[("HOME", "/app")], true).unwrap_err();
+        assert!(
+            e.starts_with("HOME: /app/.postgresql/root.crl exists"),
+            "{e}"
+        );
+        read(&[("HOME", "/app")], false).unwrap();
+    }
+
+    #[test]
     fn client_certificates_and_crls_are_refused_by_name() {
-        for p in ["sslcert", "sslkey", "sslpassword", "sslcrl", "sslcrldir"] {
+        for p in [
+            "sslcert",
+            "sslkey",
+            "sslpassword",
+            "sslcrl",
+            "sslcrldir",
+            "ssl_max_protocol_version",
+            "requiressl",
+        ] {
             let e = tls(&[(p, "/x")], &home()).unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!("DATABASE_URL: {p} is given, but ")),

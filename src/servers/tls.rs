@@ -117,9 +117,11 @@ fn negotiate(host: &str, port: u16, tls: &Tls) -> Result<Verdict> {
                 tls.mode
             )));
         }
+        // libpq fails the connection here, and so does our pgpool (patch 0007).
         other => {
-            return Ok(Verdict::Unknown(format!(
-                "answered SSLRequest with byte {other}"
+            return Ok(Verdict::Refused(format!(
+                "the server answered the TLS request with byte {other}, neither yes nor no, and the URL says sslmode={}",
+                tls.mode
             )));
         }
     }
@@ -183,7 +185,7 @@ fn connect(host: &str, port: u16) -> Option<TcpStream> {
 }
 
 /// The names a certificate gives its server: subjectAltName DNS and IP address entries, and
-/// the last Common Name of its subject.
+/// the first Common Name of its subject (the one libpq reads).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CertNames {
     pub dns: Vec<String>,
@@ -206,7 +208,7 @@ impl CertNames {
         names.cn = cert
             .subject_name()
             .entries_by_nid(openssl::nid::Nid::COMMONNAME)
-            .last()
+            .next()
             .and_then(|e| e.data().to_string().ok());
         names
     }
@@ -254,15 +256,16 @@ impl CertNames {
 }
 
 /// One certificate name against the host, as libpq compares them: case does not matter, a
-/// leading `*.` stands for the host's whole first label, a name with a NUL never matches.
+/// leading `*.` stands for the host's whole first label (not empty), a name with a NUL never
+/// matches.
 fn name_matches(name: &str, host: &str) -> bool {
     if name.contains('\0') {
         return false;
     }
     match name.strip_prefix('*') {
-        Some(rest) if rest.starts_with('.') => host
+        Some(rest) if rest.len() > 1 && rest.starts_with('.') => host
             .find('.')
-            .is_some_and(|i| host[i..].eq_ignore_ascii_case(rest)),
+            .is_some_and(|i| i > 0 && host[i..].eq_ignore_ascii_case(rest)),
         _ => name.eq_ignore_ascii_case(host),
     }
 }
@@ -326,7 +329,9 @@ mod tests {
         assert!(n.name("EU1.DB.example.com"));
         assert!(!n.name("a.eu1.db.example.com"));
         assert!(!n.name("db.example.com"));
+        assert!(!n.name(".db.example.com"), "the first label is not empty");
         assert!(!names(&["db*.example.com"], &[], None).name("db1.example.com"));
+        assert!(!names(&["*."], &[], None).name("a."));
     }
 
     #[test]

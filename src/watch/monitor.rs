@@ -180,9 +180,9 @@ impl PoolNodes<'_> {
                 next_metrics = Some(due + i);
             }
             tracing::debug!(nodes = events::summary(&nodes).as_str(), "pool-nodes");
-            if let Some(cmd) = repairs.next(&nodes, Instant::now()) {
-                let r = self.pcp.run(cmd).await;
-                repair::log(self.backends, cmd, &r);
+            if let Some(due) = repairs.next(&nodes, Instant::now()) {
+                let r = self.pcp.run(due.command).await;
+                repair::log(self.backends, due, &r);
             }
             last = nodes;
         }

@@ -834,11 +834,32 @@ fn cases(fx: &Fixture) -> Vec<Case> {
             "sslmode=verify-full&sslrootcert=/app/it's.pem".to_string(),
             "without quotes",
         ),
+        (
+            "requiressl",
+            "requiressl=1".to_string(),
+            "requiressl is given, but it is libpq's old spelling",
+        ),
+        (
+            "TLS 1.3 minimum",
+            "ssl_min_protocol_version=TLSv1.3".to_string(),
+            "a minimum TLS version above TLSv1.2",
+        ),
+        (
+            "direct TLS negotiation",
+            "sslnegotiation=direct".to_string(),
+            "sslnegotiation=direct is not supported",
+        ),
     ] {
         let name: &'static str = Box::leak(format!("tls: {name}").into_boxed_str());
         let says: &'static str = Box::leak(says.to_string().into_boxed_str());
         v.push(db(name, q(&query), says));
     }
+    v.push(case(
+        "tls: PGSSLCERT set",
+        vec![("PGSSLCERT", V::Set("/app/client.crt"))],
+        "PGSSLCERT: ",
+        "is set, but client certificates are not supported",
+    ));
     v.push(case(
         "tls: PGSSLMODE unknown",
         vec![

@@ -321,61 +321,90 @@ done"#,
     }
 }
 
+/// A server certificate's file and its key's.
+type CertAndKey = (PathBuf, PathBuf);
+
 /// A server that stops satisfying its URL while the app runs (a restarted follower with a
-/// certificate from another CA) is taken out of rotation by pgpool's own check (patch
-/// 0007), with the launcher's event line; without the patch pgpool goes on serving it.
+/// certificate from another CA, or for another host, or with TLS off) is taken out of rotation
+/// by pgpool's own check (patch 0007: the launcher checked it before pgpool started, when it
+/// was fine), with the launcher's event line and the reason; without the patch pgpool goes on
+/// serving it.
 #[test]
 fn a_follower_that_stops_satisfying_its_url_is_taken_out() {
     let c = Cluster::start(1);
     let certs = Certs::new(&c.dir);
     certs.ca("other-ca");
-    let (crt, key) = certs.server(
+    let other_ca = certs.server(
         "other-signed",
         "other-ca",
         "127.0.0.1",
         Some("DNS:localhost,IP:127.0.0.1"),
     );
+    let other_host = certs.server(
+        "other-host",
+        "ca",
+        "db.example.test",
+        Some("DNS:db.example.test"),
+    );
+    let good = (c.dir.join("server.crt"), c.dir.join("server.key"));
     let ca = c.ca_file().display().to_string();
     let query = format!("sslmode=verify-full&sslrootcert={ca}");
-    let mut l = Launcher::new(&c);
-    l.set("DATABASE_URL", c.url_as(0, "127.0.0.1", &query))
-        .set("FOLLOWER1_URL", c.url_as(1, "127.0.0.1", &query));
-    let live = Live::start(l);
-    live.wait_log("follower-name", 1, Duration::from_secs(30));
-    assert!(!live.log().contains(" at=node-down "), "{}", live.log());
-    c.set_server_tls(1, Some((crt.as_path(), key.as_path())));
-    let swapped = Instant::now();
-    let needle = " at=node-down level=warn source=FOLLOWER1_URL ";
-    while !live.log().contains(needle) {
-        assert!(
-            swapped.elapsed() < Duration::from_secs(15),
-            "FOLLOWER1_URL still in rotation 15 s after its certificate changed:\n{}",
-            live.log()
+    let cases: [(&str, Option<&CertAndKey>, &str); 3] = [
+        (
+            "a certificate from another CA",
+            Some(&other_ca),
+            "the server's certificate is not signed by the CA in sslrootcert",
+        ),
+        (
+            "a certificate for another host",
+            Some(&other_host),
+            "host name 127.0.0.1 is not in the server's certificate",
+        ),
+        ("TLS off", None, "the server does not offer TLS"),
+    ];
+    for (what, bad, reason) in cases {
+        c.set_server_tls(1, Some((good.0.as_path(), good.1.as_path())));
+        let mut l = Launcher::new(&c);
+        l.set("DATABASE_URL", c.url_as(0, "127.0.0.1", &query))
+            .set("FOLLOWER1_URL", c.url_as(1, "127.0.0.1", &query));
+        let live = Live::start(l);
+        live.wait_log("follower-name", 1, Duration::from_secs(30));
+        assert!(!live.log().contains(" at=node-down "), "{}", live.log());
+        c.set_server_tls(1, bad.map(|(crt, key)| (crt.as_path(), key.as_path())));
+        let changed = Instant::now();
+        let needle = " at=node-down level=warn source=FOLLOWER1_URL ";
+        while !live.log().contains(needle) {
+            assert!(
+                changed.elapsed() < Duration::from_secs(15),
+                "{what}: FOLLOWER1_URL still in rotation 15 s later:\n{}",
+                live.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "FIGURES tls {what}: node-down {:?} after the change",
+            changed.elapsed()
         );
-        std::thread::sleep(Duration::from_millis(50));
+        // Why, from the launcher's own look at the server (pgpool's health check only says
+        // the node failed; its reason is in pgpool's debug lines).
+        let why = format!("at=server-tls-refused level=warn source=FOLLOWER1_URL why=\"{reason}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !live.log().contains(&why) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no reason given:\n{}",
+                live.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Reads go on, from the primary.
+        let out = std::process::Command::new(c.pg_bin().join("psql"))
+            .arg(&live.url)
+            .args(["-XAtc", "select count(*) from items"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        assert_eq!(stdout(&out).trim(), "10");
     }
-    eprintln!(
-        "node-down {:?} after the certificate changed",
-        swapped.elapsed()
-    );
-    // Why, from the launcher's own look at the server (pgpool's health check only says the
-    // node failed; its reason is in pgpool's debug lines).
-    let why = "at=server-tls-refused level=warn source=FOLLOWER1_URL why=\"the server's certificate is not signed by the CA in sslrootcert";
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !live.log().contains(why) {
-        assert!(
-            Instant::now() < deadline,
-            "no reason given:\n{}",
-            live.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Reads go on, from the primary.
-    let out = std::process::Command::new(c.pg_bin().join("psql"))
-        .arg(&live.url)
-        .args(["-XAtc", "select count(*) from items"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(stdout(&out).trim(), "10");
+    c.set_server_tls(1, Some((good.0.as_path(), good.1.as_path())));
 }

@@ -1,11 +1,12 @@
 //! The repairs pgpool does not make by itself, each a rule of its own that takes one
 //! `SHOW POOL_NODES` after another and the time, and says which pcp command is due:
-//! [`stale_follower`] and [`lost_primary`]. This module runs both and keeps pgpool from being
-//! asked twice while a repair's failover runs.
+//! [`stale_follower`], [`lost_primary`], and in logical mode [`lost_copy`]. This module runs
+//! them and keeps pgpool from being asked twice while a repair's failover runs.
 //!
 //! To add a repair: a file here with a rule of the same shape (state, `next`, `done`), called
 //! from [`Repairs::next`], and its event name in `log`.
 
+pub mod lost_copy;
 pub mod lost_primary;
 pub mod stale_follower;
 
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use crate::config::Backend;
 use crate::pgpool::pcp::Command;
 use crate::pgpool::sql::Node;
+use lost_copy::LostCopy;
 use lost_primary::LostPrimary;
 use stale_follower::StaleFollower;
 
@@ -26,7 +28,16 @@ pub const COOLDOWN: Duration = Duration::from_secs(10);
 pub struct Repairs {
     stale: StaleFollower,
     lost: LostPrimary,
+    /// Only in logical mode.
+    copies: Option<LostCopy>,
     quiet_until: Option<Instant>,
+}
+
+/// A repair due: the pcp command, and the event line that reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repair {
+    pub command: Command,
+    pub event: &'static str,
 }
 
 impl Repairs {
@@ -35,38 +46,64 @@ impl Repairs {
     pub fn new(logical: bool) -> Repairs {
         Repairs {
             lost: LostPrimary::new(logical),
+            copies: logical.then(LostCopy::default),
             ..Repairs::default()
         }
     }
 
     /// The repair due now, if any.
-    pub fn next(&mut self, nodes: &[Node], now: Instant) -> Option<Command> {
+    pub fn next(&mut self, nodes: &[Node], now: Instant) -> Option<Repair> {
         let quiet = self.quiet_until.is_some_and(|q| now < q);
         let primary = nodes.iter().find(|n| n.role == "primary" && n.is_up());
-        // Both rules see every poll (each keeps its own clocks); at most one has something to
-        // do, since one needs pgpool to have a primary and the other needs it to have none.
+        // Every rule sees every poll (each keeps its own clocks). The first two never both
+        // have something to do: one needs pgpool to have a primary, the other needs it to
+        // have none. A lost primary goes before a lost copy.
         let stale = self.stale.next(nodes, primary, now);
         let lost = self.lost.next(nodes, primary, now);
+        let copy = self.copies.as_mut().and_then(|c| c.next(nodes, now));
         if quiet {
             return None;
         }
-        let action = stale.or(lost)?;
+        let repair = match (stale, lost, copy) {
+            (Some(c), _, _) => {
+                if let Command::Detach(n) = c {
+                    self.stale.done(n);
+                }
+                Repair {
+                    command: c,
+                    event: "follower-stale-detached",
+                }
+            }
+            (None, Some(c), _) => {
+                self.lost.done();
+                let event = match c {
+                    Command::Promote(_) => "primary-adopted",
+                    _ => "primary-reattached",
+                };
+                Repair { command: c, event }
+            }
+            (None, None, Some(c)) => {
+                if let (Some(copies), Command::Attach(n)) = (self.copies.as_mut(), c) {
+                    copies.done(n);
+                }
+                Repair {
+                    command: c,
+                    event: "copy-reattached",
+                }
+            }
+            (None, None, None) => return None,
+        };
         self.quiet_until = Some(now + COOLDOWN);
-        match action {
-            Command::Detach(n) => self.stale.done(n),
-            Command::Promote(_) | Command::Attach(_) => self.lost.done(),
-        }
-        Some(action)
+        Some(repair)
     }
 }
 
 /// One line for a repair made, or tried.
-pub fn log(backends: &[Backend], c: Command, result: &anyhow::Result<()>) {
-    let (id, event) = match c {
-        Command::Detach(n) => (n, "follower-stale-detached"),
-        Command::Promote(n) => (n, "primary-adopted"),
-        Command::Attach(n) => (n, "primary-reattached"),
+pub fn log(backends: &[Backend], r: Repair, result: &anyhow::Result<()>) {
+    let id = match r.command {
+        Command::Detach(n) | Command::Promote(n) | Command::Attach(n) => n,
     };
+    let event = r.event;
     let source = super::events::source(backends, id);
     match result {
         Ok(()) => tracing::warn!(source, node = id, "{event}"),
@@ -106,7 +143,10 @@ mod tests {
         nodes: &[Node],
     ) -> Vec<(u64, Command)> {
         (from..to)
-            .filter_map(|s| r.next(nodes, t0 + Duration::from_secs(s)).map(|c| (s, c)))
+            .filter_map(|s| {
+                r.next(nodes, t0 + Duration::from_secs(s))
+                    .map(|c| (s, c.command))
+            })
             .collect()
     }
 
@@ -135,6 +175,42 @@ mod tests {
             drive(&mut r, t0, 20, 23, &back),
             vec![(22, Command::Attach(0))]
         );
+    }
+
+    #[test]
+    fn in_logical_mode_a_copy_that_answers_again_is_attached() {
+        let t0 = Instant::now();
+        let restarted = vec![
+            live(0, "up", "primary", "primary", ""),
+            live(1, "down", "standby", "primary", ""),
+        ];
+        let mut r = Repairs::new(true);
+        let due: Vec<(u64, Repair)> = (0..6)
+            .filter_map(|s| {
+                r.next(&restarted, t0 + Duration::from_secs(s))
+                    .map(|c| (s, c))
+            })
+            .collect();
+        assert_eq!(
+            due,
+            vec![(
+                3,
+                Repair {
+                    command: Command::Attach(1),
+                    event: "copy-reattached"
+                }
+            )]
+        );
+        // Still down and not answering: nothing.
+        let mut r = Repairs::new(true);
+        let gone = vec![
+            live(0, "up", "primary", "primary", ""),
+            live(1, "down", "standby", "unknown", ""),
+        ];
+        assert!(drive(&mut r, t0, 0, 20, &gone).is_empty());
+        // Streaming mode leaves that to pgpool's auto_failback.
+        let mut r = Repairs::new(false);
+        assert!(drive(&mut r, t0, 0, 20, &restarted).is_empty());
     }
 
     #[test]
