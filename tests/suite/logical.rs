@@ -141,8 +141,14 @@ fn a_copy_never_takes_the_writes_of_a_stopped_primary() {
         "reads go on from the copy: {reads:?}\n{}",
         live.log()
     );
+    // pgpool sends a multi-statement query to the primary whole, by a path of its own.
+    let multi = run("insert into items values (-4, 'w'); select inet_server_port()");
+    assert!(
+        multi.as_ref().is_err_and(|e| e.contains("the primary is down")),
+        "a multi-statement write: {multi:?}"
+    );
     assert_eq!(
-        copy.psql(0, "select count(*) from items where id = -2"),
+        copy.psql(0, "select count(*) from items where id in (-2, -4)"),
         "0",
         "a write landed on the copy"
     );
