@@ -81,19 +81,7 @@ fn a_copy_never_takes_the_writes_of_a_stopped_primary() {
         .set("PGPOOL_MODE", "logical");
     let live = Live::start(l);
     let psql = primary.pg_bin().join("psql");
-    let run = |sql: &str| -> Result<String, String> {
-        let out = std::process::Command::new(&psql)
-            .arg(&live.url)
-            .args(["-qXAtc", sql])
-            .env("PGCONNECT_TIMEOUT", "5")
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    };
+    let run = |sql: &str| live.sql(&psql, sql);
     let (p, cp) = (primary.port(0).to_string(), copy.port(0).to_string());
     let reads: Vec<String> = (0..8)
         .map(|_| run("select inet_server_port()").unwrap())
@@ -144,7 +132,9 @@ fn a_copy_never_takes_the_writes_of_a_stopped_primary() {
     // pgpool sends a multi-statement query to the primary whole, by a path of its own.
     let multi = run("insert into items values (-4, 'w'); select inet_server_port()");
     assert!(
-        multi.as_ref().is_err_and(|e| e.contains("the primary is down")),
+        multi
+            .as_ref()
+            .is_err_and(|e| e.contains("the primary is down")),
         "a multi-statement write: {multi:?}"
     );
     assert_eq!(

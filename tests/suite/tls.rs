@@ -398,13 +398,8 @@ fn a_follower_that_stops_satisfying_its_url_is_taken_out() {
             std::thread::sleep(Duration::from_millis(50));
         }
         // Reads go on, from the primary.
-        let out = std::process::Command::new(c.pg_bin().join("psql"))
-            .arg(&live.url)
-            .args(["-XAtc", "select count(*) from items"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{what}: {}", show(&out));
-        assert_eq!(stdout(&out).trim(), "10");
+        let count = live.sql(&c.pg_bin().join("psql"), "select count(*) from items");
+        assert_eq!(count.as_deref(), Ok("10"), "{what}");
     }
     c.set_server_tls(1, Some((good.0.as_path(), good.1.as_path())));
 }

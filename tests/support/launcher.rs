@@ -631,6 +631,22 @@ impl Live {
         &self.l
     }
 
+    /// One session of `psql` (the binary at `psql`) through the app's `DATABASE_URL`, as the app
+    /// would open it: the trimmed output (no command tags), or psql's stderr.
+    pub fn sql(&self, psql: &Path, sql: &str) -> Result<String, String> {
+        let out = Command::new(psql)
+            .arg(&self.url)
+            .args(["-qXAtc", sql])
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .expect("run psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
     /// The launcher's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
