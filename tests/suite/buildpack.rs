@@ -1,7 +1,7 @@
 //! The buildpack as Heroku runs it: `bin/detect`, `bin/compile BUILD_DIR CACHE_DIR ENV_DIR`
 //! and `bin/release` under `env -i` with only PATH, HOME and STACK, artifacts from a `file://`
-//! release location (a launcher tarball made from this build, the pgpool tarball from
-//! `etc/build-pgpool`), then the compiled app's `bin/start-pgpool` with its `.profile.d`
+//! release location (`etc/release-artifacts` on this build's launcher and `etc/build-pgpool`'s
+//! pgpool), then the compiled app's `bin/start-pgpool` with its `.profile.d`
 //! sourced, `/usr/sbin` off PATH, in a moved slug, against the real cluster.
 
 use std::path::{Path, PathBuf};
@@ -9,76 +9,11 @@ use std::process::{Command, Output, Stdio};
 
 use crate::support::cluster;
 use crate::support::launcher::*;
+use crate::support::release::{
+    ROOT, ReleaseServer, STACK, launcher_file, pgpool_file, pinned, release_dir, version,
+};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const STACK: &str = "heroku-24";
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
-/// `KEY=value` from etc/pgpool-version.
-fn pinned(key: &str) -> String {
-    let text = std::fs::read_to_string(Path::new(ROOT).join("etc/pgpool-version")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} in etc/pgpool-version"))
-        .trim()
-        .to_string()
-}
-
-fn launcher_version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
-}
-
-fn pgpool_file() -> String {
-    format!(
-        "pgpool-{}-{}-{STACK}.tar.gz",
-        pinned("PGPOOL_VERSION"),
-        pinned("PGPOOL_BUILD")
-    )
-}
-
-fn sh(script: &str, args: &[&Path]) -> Output {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("sh")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    out
-}
-
-/// A release location as `bin/release`'s README describes it: both artifacts for this
-/// version and stack, each with its `.sha256`.
-fn release_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let build = pgpool_build_dir();
-    ensure_built_pgpool();
-    let built = std::fs::read_dir(&build)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "gz"))
-        .expect("etc/build-pgpool left a tarball");
-    let launcher = format!("start-pgpool-{}-{STACK}.tar.gz", launcher_version());
-    sh(
-        r#"set -e
-mkdir -p "$1/pack/bin"
-strip -o "$1/pack/bin/start-pgpool" "$2" 2>/dev/null || cp "$2" "$1/pack/bin/start-pgpool"
-tar -czf "$1/$3" -C "$1/pack" bin && rm -rf "$1/pack"
-cp "$4" "$1/$5"
-cd "$1" && sha256sum "$3" > "$3.sha256" && sha256sum "$5" > "$5.sha256""#,
-        &[
-            dir.path(),
-            Path::new(BIN),
-            Path::new(&launcher),
-            &built,
-            Path::new(&pgpool_file()),
-        ],
-    );
-    dir
-}
 
 /// A buildpack script under `env -i` with only PATH, HOME and STACK, as Heroku runs it.
 fn buildpack(script: &str, args: &[&Path], home: &Path) -> Output {
@@ -283,4 +218,38 @@ fn an_aptfile_with_pgpool2_keeps_the_old_way() {
     );
     let profile = std::fs::read_to_string(build.join(".profile.d/start-pgpool.sh")).unwrap();
     assert!(!profile.contains("export PGPOOL_BIN"), "{profile}");
+}
+
+#[test]
+fn compile_names_the_release_it_looked_for_and_never_a_credential() {
+    let empty = tempfile::tempdir().unwrap();
+    let server = ReleaseServer::serve(empty.path());
+    let d = dirs(empty.path());
+    std::fs::write(
+        d.env.join("START_PGPOOL_RELEASE_URL"),
+        format!(
+            "http://builder:s3cret-token@127.0.0.1:{}/{{file}}",
+            server.port
+        ),
+    )
+    .unwrap();
+    let (build, out) = d.compile("build");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let want = format!(
+        " !     start-pgpool: cannot download {}.sha256 from http://127.0.0.1:{}/: the build \
+         looks for release v{} for stack {STACK} where START_PGPOOL_RELEASE_URL points \
+         ({{version}} and {{file}} are filled in); point it at a location that has it, or unset \
+         it for release v{} of github.com/",
+        launcher_file(),
+        server.port,
+        version(),
+        version()
+    );
+    assert!(
+        stderr(&out).lines().any(|l| l.starts_with(&want)),
+        "{}\nwanted: {want}",
+        show(&out)
+    );
+    assert!(!show(&out).contains("s3cret"), "{}", show(&out));
+    assert!(!build.join("bin/start-pgpool").exists());
 }

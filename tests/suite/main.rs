@@ -12,6 +12,7 @@ mod support;
 
 mod badinput;
 mod buildpack;
+mod cnb;
 mod engine;
 mod families;
 mod launcher;

@@ -9,6 +9,7 @@
 //! * [`proc`]: the one /proc/PID/stat reader, process trees, argv, sockets.
 //! * Oracles that read back what the launcher writes: [`l2met`] log lines, [`conf_lexer`]
 //!   (pgpool.conf as pgpool lexes it), [`pool_passwd`].
+//! * [`release`]: a release location of this build, and both buildpacks as a platform runs them.
 //! * [`pcp`]: a pcp client of the tests' own, to detach a node and read pgpool's own view of it.
 //! * [`api`]: every item taken from the start_pgpool library, named in that one place.
 
@@ -22,3 +23,4 @@ pub mod load;
 pub mod pcp;
 pub mod pool_passwd;
 pub mod proc;
+pub mod release;

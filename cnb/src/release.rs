@@ -1,0 +1,184 @@
+//! Which release the build installs, and where it looks for it: pure, from what was compiled in
+//! (this crate's version, etc/pgpool-version, etc/release-location) and the build's target.
+//! bin/compile names the same files from the same places, so both buildpacks share one release.
+
+use std::fmt;
+
+const PGPOOL_VERSION_FILE: &str = include_str!("../../etc/pgpool-version");
+const RELEASE_LOCATION_FILE: &str = include_str!("../../etc/release-location");
+
+/// The config var (platform env) that points builds at another release location.
+pub const URL_VAR: &str = "START_PGPOOL_RELEASE_URL";
+
+/// The two artifacts of one release for one stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// This buildpack's version: the release tag is `v{version}`.
+    pub version: String,
+    pub repository: String,
+    pub stack: String,
+    pub pgpool_version: String,
+    pub pgpool_build: String,
+}
+
+impl Release {
+    /// The release this build of the buildpack belongs to, for `stack`.
+    pub fn ours(stack: String) -> Release {
+        let pinned = |key| {
+            value_of(PGPOOL_VERSION_FILE, key).unwrap_or_else(|| {
+                unreachable!("etc/pgpool-version has {key} (a unit test checks it)")
+            })
+        };
+        Release {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            repository: value_of(RELEASE_LOCATION_FILE, "START_PGPOOL_REPOSITORY")
+                .unwrap_or_else(|| unreachable!("etc/release-location names the repository")),
+            stack,
+            pgpool_version: pinned("PGPOOL_VERSION"),
+            pgpool_build: pinned("PGPOOL_BUILD"),
+        }
+    }
+
+    pub fn launcher_file(&self) -> String {
+        format!("start-pgpool-{}-{}.tar.gz", self.version, self.stack)
+    }
+
+    pub fn pgpool_file(&self) -> String {
+        format!(
+            "pgpool-{}-{}-{}.tar.gz",
+            self.pgpool_version, self.pgpool_build, self.stack
+        )
+    }
+
+    /// The URL template when the platform sets none: this release on GitHub.
+    pub fn default_template(&self) -> String {
+        format!(
+            "https://github.com/{}/releases/download/v{{version}}/{{file}}",
+            self.repository
+        )
+    }
+
+    /// `{version}` and `{file}` filled in, as bin/compile does.
+    pub fn url_for(&self, template: &str, file: &str) -> String {
+        template
+            .replace("{version}", &self.version)
+            .replace("{file}", file)
+    }
+}
+
+/// `release v0.1.0 of github.com/owner/repo (stack heroku-24)`: the release an error names.
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "release v{} of github.com/{} (stack {})",
+            self.version, self.repository, self.stack
+        )
+    }
+}
+
+/// `KEY=value` from a shell-sourced file such as etc/pgpool-version.
+fn value_of(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The stack name the release's artifacts carry for a target distribution: Heroku's base images
+/// are Ubuntu LTS releases, named heroku-NN; any other distribution is `<id>-<version>`, as
+/// etc/build-pgpool names a build made outside Heroku (debian-12).
+pub fn stack_for(distro_name: &str, distro_version: &str) -> String {
+    match (distro_name, distro_version) {
+        ("ubuntu", v) if v.ends_with(".04") && v.len() == 5 => format!("heroku-{}", &v[..2]),
+        (name, version) => format!("{name}-{version}"),
+    }
+}
+
+/// A URL as an error or the build log may show it: the directory part only, without user or
+/// password (a token in a private mirror's URL is a secret).
+pub fn shown(url: &str) -> String {
+    let dir = match url.rfind('/') {
+        Some(i) => &url[..=i],
+        None => url,
+    };
+    match url::Url::parse(dir) {
+        Ok(mut u) => {
+            if u.password().is_some() || !u.username().is_empty() {
+                let _ = u.set_password(None);
+                let _ = u.set_username("");
+            }
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_files_have_every_key() {
+        let r = Release::ours("heroku-24".into());
+        assert!(r.pgpool_version.starts_with("4."), "{r:?}");
+        assert!(!r.pgpool_build.is_empty());
+        assert!(r.repository.contains('/'), "{r:?}");
+    }
+
+    #[test]
+    fn artifact_names_match_bin_compile() {
+        let r = Release {
+            version: "1.2.3".into(),
+            repository: "o/r".into(),
+            stack: "heroku-24".into(),
+            pgpool_version: "4.7.2".into(),
+            pgpool_build: "3".into(),
+        };
+        assert_eq!(r.launcher_file(), "start-pgpool-1.2.3-heroku-24.tar.gz");
+        assert_eq!(r.pgpool_file(), "pgpool-4.7.2-3-heroku-24.tar.gz");
+        assert_eq!(
+            r.url_for(&r.default_template(), &r.pgpool_file()),
+            "https://github.com/o/r/releases/download/v1.2.3/pgpool-4.7.2-3-heroku-24.tar.gz"
+        );
+        assert_eq!(
+            r.url_for("file:///m/{version}/{file}", "x"),
+            "file:///m/1.2.3/x"
+        );
+        assert_eq!(
+            r.to_string(),
+            "release v1.2.3 of github.com/o/r (stack heroku-24)"
+        );
+    }
+
+    #[test]
+    fn stacks_follow_herokus_names() {
+        assert_eq!(stack_for("ubuntu", "24.04"), "heroku-24");
+        assert_eq!(stack_for("ubuntu", "22.04"), "heroku-22");
+        assert_eq!(stack_for("ubuntu", "26.04"), "heroku-26");
+        assert_eq!(stack_for("ubuntu", "23.10"), "ubuntu-23.10");
+        assert_eq!(stack_for("debian", "12"), "debian-12");
+    }
+
+    #[test]
+    fn shown_urls_keep_no_credentials() {
+        assert_eq!(
+            shown("https://user:s3cr%3At@mirror.example/rel/v1/f.tar.gz"),
+            "https://mirror.example/rel/v1/"
+        );
+        assert_eq!(
+            shown("https://token@mirror.example/f"),
+            "https://mirror.example/"
+        );
+        assert_eq!(shown("file:///srv/rel/f.tar.gz"), "file:///srv/rel/");
+        assert_eq!(shown("nonsense"), "(not a URL)");
+    }
+
+    #[test]
+    fn values_are_read_like_the_shell_would() {
+        let text = "# c\nA=1\nPGPOOL_BUILD=\"2\"\nAB=x\n";
+        assert_eq!(value_of(text, "A").as_deref(), Some("1"));
+        assert_eq!(value_of(text, "PGPOOL_BUILD").as_deref(), Some("2"));
+        assert_eq!(value_of(text, "B"), None);
+    }
+}
