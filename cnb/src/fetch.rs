@@ -13,8 +13,10 @@ pub type Why = String;
 
 const ATTEMPTS: u32 = 3;
 
-/// Downloads `url` to `dest` (written whole or not at all), retrying a failed connection or a
-/// server error up to 3 times in all, as `curl --retry 3` would.
+/// Downloads `url` to `dest` (written whole or not at all). A failed connection, a body cut
+/// short, a server error, 408 or 429 is tried again, 3 attempts in all, as `curl --retry 3`
+/// would. Certificates are checked against the build image's own trust store (as curl's are),
+/// so a private mirror with an in-house CA works as it does for bin/compile.
 pub fn download(url: &str, dest: &Path) -> Result<(), Why> {
     let part = dest.with_extension("part");
     let result = (|| {
@@ -25,21 +27,19 @@ pub fn download(url: &str, dest: &Path) -> Result<(), Why> {
         let agent = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_global(Some(Duration::from_secs(300)))
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
+            )
             .build()
             .new_agent();
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
-            match agent.get(url).call() {
-                Ok(mut response) => {
-                    let mut out = File::create(&part).map_err(|e| e.to_string())?;
-                    io::copy(&mut response.body_mut().as_reader(), &mut out)
-                        .map_err(|e| e.to_string())?;
-                    return out.sync_all().map_err(|e| e.to_string());
-                }
-                Err(ureq::Error::StatusCode(code)) if code < 500 => {
-                    return Err(format!("HTTP {code}"));
-                }
-                Err(e) => last = e.to_string(),
+            match fetch_once(&agent, url, &part) {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Final(why)) => return Err(why),
+                Err(Attempt::Again(why)) => last = why,
             }
             if attempt < ATTEMPTS {
                 std::thread::sleep(Duration::from_secs(u64::from(attempt)));
@@ -54,6 +54,28 @@ pub fn download(url: &str, dest: &Path) -> Result<(), Why> {
             Err(e)
         }
     }
+}
+
+enum Attempt {
+    /// Worth another try (connection, body, 5xx, 408, 429).
+    Again(Why),
+    /// Another try would get the same answer (404, 403, a local file error).
+    Final(Why),
+}
+
+fn fetch_once(agent: &ureq::Agent, url: &str, part: &Path) -> Result<(), Attempt> {
+    let mut response = match agent.get(url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::StatusCode(code)) if code >= 500 || code == 408 || code == 429 => {
+            return Err(Attempt::Again(format!("HTTP {code}")));
+        }
+        Err(ureq::Error::StatusCode(code)) => return Err(Attempt::Final(format!("HTTP {code}"))),
+        Err(e) => return Err(Attempt::Again(e.to_string())),
+    };
+    let mut out = File::create(part).map_err(|e| Attempt::Final(e.to_string()))?;
+    io::copy(&mut response.body_mut().as_reader(), &mut out)
+        .map_err(|e| Attempt::Again(format!("the download broke off: {e}")))?;
+    out.sync_all().map_err(|e| Attempt::Final(e.to_string()))
 }
 
 /// The local path of a `file://` URL; `None` for any other scheme ureq handles.

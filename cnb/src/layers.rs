@@ -116,36 +116,12 @@ fn layer(
         LayerState::Empty { .. } => {
             println!("-----> start-pgpool: downloading {}", artifact.file);
             println!("       from {location}");
-            let sha256 = download_checked(&dir, release, source, &url, &artifact.file)?;
+            let downloads = dir.join(".download");
+            let installed = install_artifact(&dir, release, source, &url, artifact);
+            // Nothing half-downloaded stays in a layer, whatever failed.
+            let _ = std::fs::remove_dir_all(&downloads);
+            let sha256 = installed?;
             println!("       sha256 {sha256}");
-            let archive = dir.join(".download").join(&artifact.file);
-            let into = dir.join(artifact.into);
-            fetch::unpack(&archive, &into).map_err(|e| BuildError::Artifact {
-                file: artifact.file.clone(),
-                why: format!("cannot unpack: {e}"),
-            })?;
-            std::fs::remove_dir_all(dir.join(".download"))
-                .map_err(|e| BuildError::Io(format!("cannot remove the download: {e}")))?;
-            runs(&dir.join(artifact.program), &artifact.file, release)?;
-            if artifact.layer == layer_name!("pgpool") {
-                let bin = into.join("bin");
-                layer.write_env(
-                    LayerEnv::new()
-                        .chainable_insert(
-                            Scope::Launch,
-                            ModificationBehavior::Default,
-                            "PGPOOL_BIN",
-                            bin.join("pgpool"),
-                        )
-                        .chainable_insert(Scope::Launch, ModificationBehavior::Append, "PATH", &bin)
-                        .chainable_insert(
-                            Scope::Launch,
-                            ModificationBehavior::Delimiter,
-                            "PATH",
-                            ":",
-                        ),
-                )?;
-            }
             layer.write_metadata(Installed {
                 file: artifact.file.clone(),
                 sha256,
@@ -153,7 +129,41 @@ fn layer(
             })?;
         }
     }
+    // Written on every build, restored or not, so a kept layer gets this buildpack's launch
+    // env even when an older one cached it.
+    if artifact.layer == layer_name!("pgpool") {
+        let bin = dir.join(artifact.into).join("bin");
+        layer.write_env(
+            LayerEnv::new()
+                .chainable_insert(
+                    Scope::Launch,
+                    ModificationBehavior::Default,
+                    "PGPOOL_BIN",
+                    bin.join("pgpool"),
+                )
+                .chainable_insert(Scope::Launch, ModificationBehavior::Append, "PATH", &bin)
+                .chainable_insert(Scope::Launch, ModificationBehavior::Delimiter, "PATH", ":"),
+        )?;
+    }
     Ok(dir)
+}
+
+/// Download, check, unpack, and see the program run: the sha256 it was checked against.
+fn install_artifact(
+    dir: &Path,
+    release: &Release,
+    source: &Source,
+    url: &str,
+    artifact: &Artifact,
+) -> Result<String, BuildError> {
+    let sha256 = download_checked(dir, release, source, url, &artifact.file)?;
+    let archive = dir.join(".download").join(&artifact.file);
+    fetch::unpack(&archive, &dir.join(artifact.into)).map_err(|e| BuildError::Artifact {
+        file: artifact.file.clone(),
+        why: format!("cannot unpack: {e}"),
+    })?;
+    runs(&dir.join(artifact.program), &artifact.file, release)?;
+    Ok(sha256)
 }
 
 /// Downloads the artifact and its `.sha256` into `<layer>/.download/` and checks one against
@@ -191,7 +201,6 @@ fn download_checked(
     fetch::download(url, &path).map_err(|why| failed(file, why))?;
     let got = fetch::sha256_of(&path).map_err(|e| BuildError::Io(e.to_string()))?;
     if got != want {
-        let _ = std::fs::remove_dir_all(&downloads);
         return Err(BuildError::Checksum {
             file: file.to_string(),
             location: location.to_string(),

@@ -25,6 +25,8 @@ pub struct StartPgpool;
 pub enum BuildError {
     /// The release builds linux/amd64 only.
     Arch(String),
+    /// START_PGPOOL_RELEASE_URL cannot work, and why (never its value: it may hold a token).
+    Template(&'static str),
     /// A download failed: the file, the release it belongs to, where it was looked for (no
     /// credentials), and why.
     Download {
@@ -56,6 +58,7 @@ impl std::fmt::Display for BuildError {
                 f,
                 "the release builds linux/amd64 only, and this build targets {arch}"
             ),
+            BuildError::Template(why) => write!(f, "{URL_VAR}: {why}"),
             BuildError::Download {
                 file,
                 release,
@@ -123,6 +126,9 @@ impl Buildpack for StartPgpool {
             .get_string_lossy(URL_VAR)
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
+        if let Some(why) = custom.as_deref().and_then(release::template_problem) {
+            return Err(BuildError::Template(why).into());
+        }
         let source = layers::Source {
             template: custom.clone().unwrap_or_else(|| release.default_template()),
             custom: custom.is_some(),

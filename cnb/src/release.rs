@@ -95,22 +95,36 @@ pub fn stack_for(distro_name: &str, distro_version: &str) -> String {
     }
 }
 
-/// A URL as an error or the build log may show it: the directory part only, without user or
-/// password (a token in a private mirror's URL is a secret).
+/// A URL as an error or the build log may show it: the directory part only, without user,
+/// password, query or fragment (a token in a private mirror's URL is a secret).
 pub fn shown(url: &str) -> String {
-    let dir = match url.rfind('/') {
-        Some(i) => &url[..=i],
-        None => url,
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "(not a URL)".to_string();
     };
-    match url::Url::parse(dir) {
-        Ok(mut u) => {
-            if u.password().is_some() || !u.username().is_empty() {
-                let _ = u.set_password(None);
-                let _ = u.set_username("");
-            }
-            u.to_string()
-        }
-        Err(_) => "(not a URL)".to_string(),
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.set_query(None);
+    u.set_fragment(None);
+    if let Ok(mut segments) = u.path_segments_mut() {
+        segments.pop();
+        segments.push("");
+    }
+    u.to_string()
+}
+
+/// Why a `START_PGPOOL_RELEASE_URL` cannot work, if it cannot: each artifact and its `.sha256`
+/// are named by appending to the path, so the template must name `{file}` and end there.
+pub fn template_problem(template: &str) -> Option<&'static str> {
+    if !template.contains("{file}") {
+        Some("has no {file}, so every artifact would come from one URL")
+    } else if !template.ends_with("{file}") {
+        Some(
+            "must end with {file} (the .sha256 beside each artifact is its URL with .sha256 added; no query string)",
+        )
+    } else if url::Url::parse(&template.replace("{version}", "0").replace("{file}", "f")).is_err() {
+        Some("is not a URL")
+    } else {
+        None
     }
 }
 
@@ -171,7 +185,32 @@ mod tests {
             "https://mirror.example/"
         );
         assert_eq!(shown("file:///srv/rel/f.tar.gz"), "file:///srv/rel/");
+        assert_eq!(
+            shown("https://m.example/a/f.tar.gz?X-Sig=ab/cd#x"),
+            "https://m.example/a/"
+        );
         assert_eq!(shown("nonsense"), "(not a URL)");
+    }
+
+    #[test]
+    fn templates_must_end_with_the_file() {
+        assert_eq!(template_problem("https://h/v{version}/{file}"), None);
+        assert_eq!(template_problem("file:///srv/{file}"), None);
+        assert!(
+            template_problem("https://h/fixed.tar.gz")
+                .unwrap()
+                .contains("no {file}")
+        );
+        assert!(
+            template_problem("https://h/{file}?sig=1")
+                .unwrap()
+                .contains("end with")
+        );
+        assert!(
+            template_problem("/srv/{file}")
+                .unwrap()
+                .contains("not a URL")
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use crate::support::cluster;
 use crate::support::launcher::*;
 use crate::support::release::{
-    ROOT, ReleaseServer, STACK, launcher_file, pgpool_file, pinned, release_dir, version,
+    ROOT, ReleaseServer, launcher_file, pgpool_file, pinned, release_dir, stack, version,
 };
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -21,7 +21,7 @@ fn buildpack(script: &str, args: &[&Path], home: &Path) -> Output {
         .env_clear()
         .env("PATH", PATH)
         .env("HOME", home)
-        .env("STACK", STACK)
+        .env("STACK", stack())
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -237,12 +237,13 @@ fn compile_names_the_release_it_looked_for_and_never_a_credential() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let want = format!(
         " !     start-pgpool: cannot download {}.sha256 from http://127.0.0.1:{}/: the build \
-         looks for release v{} for stack {STACK} where START_PGPOOL_RELEASE_URL points \
+         looks for release v{} for stack {} where START_PGPOOL_RELEASE_URL points \
          ({{version}} and {{file}} are filled in); point it at a location that has it, or unset \
          it for release v{} of github.com/",
         launcher_file(),
         server.port,
         version(),
+        stack(),
         version()
     );
     assert!(
@@ -252,4 +253,30 @@ fn compile_names_the_release_it_looked_for_and_never_a_credential() {
     );
     assert!(!show(&out).contains("s3cret"), "{}", show(&out));
     assert!(!build.join("bin/start-pgpool").exists());
+}
+
+#[test]
+fn compile_refuses_a_release_url_it_cannot_use_by_name() {
+    let empty = tempfile::tempdir().unwrap();
+    for (url, why) in [
+        (
+            "https://mirror.example/s3cret/{file}?sig=s3cret",
+            "START_PGPOOL_RELEASE_URL: must end with {file}",
+        ),
+        (
+            "https://mirror.example/s3cret/pgpool.tar.gz",
+            "START_PGPOOL_RELEASE_URL: has no {file}",
+        ),
+    ] {
+        let d = dirs(empty.path());
+        std::fs::write(d.env.join("START_PGPOOL_RELEASE_URL"), url).unwrap();
+        let (_, out) = d.compile("build");
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        assert!(
+            stderr(&out).starts_with(&format!(" !     start-pgpool: {why}")),
+            "{}",
+            show(&out)
+        );
+        assert!(!show(&out).contains("s3cret"), "{}", show(&out));
+    }
 }

@@ -15,7 +15,8 @@ use std::process::{Command, Output, Stdio};
 use crate::support::cluster;
 use crate::support::launcher::*;
 use crate::support::release::{
-    ReleaseServer, cnb_dir, launch_env, launcher_file, pgpool_file, pinned, release_dir, version,
+    ReleaseServer, cnb_dir, launch_env, launcher_file, pgpool_file, pinned, release_dir, stack,
+    version,
 };
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -57,8 +58,9 @@ impl Lifecycle {
         self.tmp.path().join("platform")
     }
 
-    /// `bin/<phase>` with the lifecycle's environment for a linux/amd64 Ubuntu 24.04 target
-    /// (heroku/builder:24): the variables of buildpack API 0.10, nothing else but PATH and HOME.
+    /// `bin/<phase>` with the lifecycle's environment for a linux/amd64 target of the stack's
+    /// Ubuntu (heroku-24: 24.04, as heroku/builder:24 has it): the variables of buildpack API
+    /// 0.10, nothing else but PATH and HOME.
     fn run(&self, phase: &str, args: &[&Path]) -> Output {
         let plan = self.tmp.path().join("plan.toml");
         std::fs::write(&plan, "").unwrap();
@@ -71,7 +73,7 @@ impl Lifecycle {
             .env("CNB_TARGET_OS", "linux")
             .env("CNB_TARGET_ARCH", "amd64")
             .env("CNB_TARGET_DISTRO_NAME", "ubuntu")
-            .env("CNB_TARGET_DISTRO_VERSION", "24.04")
+            .env("CNB_TARGET_DISTRO_VERSION", ubuntu_of(&stack()))
             .current_dir(self.app())
             .args(args)
             .stdin(Stdio::null());
@@ -92,6 +94,32 @@ impl Lifecycle {
     fn build(&self) -> Output {
         let plan = self.tmp.path().join("plan.toml");
         self.run("build", &[&self.layers(), &self.platform(), &plan])
+    }
+}
+
+/// heroku-NN runs on Ubuntu NN.04.
+fn ubuntu_of(stack: &str) -> String {
+    let nn = stack.strip_prefix("heroku-").expect("a heroku-NN stack");
+    format!("{nn}.04")
+}
+
+/// What the lifecycle's restorer leaves of a cached layer's `<layer>.toml` on a rebuild: the
+/// metadata, without the `[types]` table (the buildpack sets the types again).
+fn as_restored(layers: &Path) {
+    for layer in ["start-pgpool", "pgpool"] {
+        let path = layers.join(format!("{layer}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut kept = Vec::new();
+        let mut in_types = false;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                in_types = line.trim() == "[types]";
+            }
+            if !in_types {
+                kept.push(line);
+            }
+        }
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
     }
 }
 
@@ -122,7 +150,12 @@ fn cnb_detect_passes_for_any_app() {
 fn cnb_build_installs_launch_layers_then_reuses_them_and_the_app_runs_the_layers_pgpool() {
     let release = release_dir();
     let server = ReleaseServer::serve(release.path());
-    let l = Lifecycle::new(Some(&server.template()));
+    // A mirror's URL with a token in it: the build uses it, and shows or keeps it nowhere.
+    let url = format!(
+        "http://builder:s3cret-token@127.0.0.1:{}/{{file}}",
+        server.port
+    );
+    let l = Lifecycle::new(Some(&url));
 
     let out = l.build();
     assert_ok(&out);
@@ -145,7 +178,12 @@ fn cnb_build_installs_launch_layers_then_reuses_them_and_the_app_runs_the_layers
             assert!(flags.contains(want), "{layer}.toml lacks {want}:\n{toml}");
         }
         assert!(!flags.contains("build=true"), "{toml}");
+        assert!(
+            !toml.contains("s3cret"),
+            "{layer}.toml keeps the token:\n{toml}"
+        );
     }
+    assert!(!show(&out).contains("s3cret"), "{}", show(&out));
     let launcher = layers.join("start-pgpool/bin/start-pgpool");
     let pgpool = layers.join("pgpool/pgpool/bin/pgpool");
     assert!(launcher.is_file() && pgpool.is_file(), "{}", show(&out));
@@ -156,6 +194,7 @@ fn cnb_build_installs_launch_layers_then_reuses_them_and_the_app_runs_the_layers
     assert!(!layers.join("pgpool/.download").exists());
 
     // The rebuild finds both layers restored with the same artifacts: no request at all.
+    as_restored(&layers);
     let out = l.build();
     assert_ok(&out);
     eprintln!("cached build: {}", done_line(&out));
@@ -168,9 +207,12 @@ fn cnb_build_installs_launch_layers_then_reuses_them_and_the_app_runs_the_layers
     }
     assert!(!log.contains("downloading"), "{log}");
     assert_eq!(server.requests().len(), 4, "the cached build downloaded");
+    let toml = std::fs::read_to_string(layers.join("pgpool.toml")).unwrap();
+    assert!(toml.replace(' ', "").contains("launch=true"), "{toml}");
 
     // A layer restored with another artifact's metadata (an older release) is downloaded again;
     // the other is kept.
+    as_restored(&layers);
     let meta = layers.join("pgpool.toml");
     let toml = std::fs::read_to_string(&meta).unwrap();
     std::fs::write(
@@ -190,6 +232,19 @@ fn cnb_build_installs_launch_layers_then_reuses_them_and_the_app_runs_the_layers
         "{log}"
     );
     assert_eq!(server.requests().len(), 6);
+
+    // A layer restored without its program (a cache that lost it) is downloaded again too.
+    as_restored(&layers);
+    std::fs::remove_file(&pgpool).unwrap();
+    let out = l.build();
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains(&format!("downloading {}", pgpool_file())),
+        "{}",
+        show(&out)
+    );
+    assert!(pgpool.is_file());
+    assert_eq!(server.requests().len(), 8);
     drop(server);
 
     // The app's process as the lifecycle's launcher starts it, the launch layers applied to a
@@ -280,12 +335,13 @@ fn cnb_build_names_the_release_it_looked_for_and_never_a_credential() {
     assert_eq!(lines.len(), 1, "one error line:\n{}", show(&out));
     let want = format!(
         "start-pgpool: error: cannot download {}.sha256 (HTTP 404) from http://127.0.0.1:{}/: \
-         the build looks for release v{} for stack heroku-24 where START_PGPOOL_RELEASE_URL \
+         the build looks for release v{} for stack {} where START_PGPOOL_RELEASE_URL \
          points ({{version}} and {{file}} are filled in); point it at a location that has it, \
          or unset it for release v{} of github.com/",
         launcher_file(),
         server.port,
         version(),
+        stack(),
         version()
     );
     assert!(
@@ -295,6 +351,31 @@ fn cnb_build_names_the_release_it_looked_for_and_never_a_credential() {
     );
     assert!(!show(&out).contains("s3cret"), "{}", show(&out));
     assert!(!l.layers().join("start-pgpool/bin").exists());
+}
+
+#[test]
+fn cnb_build_refuses_a_release_url_it_cannot_use_by_name() {
+    for (url, why) in [
+        (
+            "https://mirror.example/s3cret/{file}?sig=s3cret",
+            "START_PGPOOL_RELEASE_URL: must end with {file}",
+        ),
+        (
+            "https://mirror.example/s3cret/pgpool.tar.gz",
+            "START_PGPOOL_RELEASE_URL: has no {file}",
+        ),
+    ] {
+        let l = Lifecycle::new(Some(url));
+        let out = l.build();
+        assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!("start-pgpool: error: {why}")) && err.lines().count() == 1,
+            "{}",
+            show(&out)
+        );
+        assert!(!show(&out).contains("s3cret"), "{}", show(&out));
+    }
 }
 
 #[test]

@@ -2,10 +2,12 @@
 //!
 //! * [`release_dir`]: the artifacts `etc/release-artifacts` makes (what the release workflow
 //!   publishes), from this test run's launcher and `etc/build-pgpool`'s pgpool, named for
-//!   [`STACK`].
+//!   [`stack`]; or, with `START_PGPOOL_TEST_RELEASE_DIR`, a copy of the artifacts a release
+//!   is about to publish (the release workflow sets it, so those are what its suite installs).
 //! * [`ReleaseServer`]: that directory over HTTP on loopback, every request it served counted.
 //! * [`cnb_dir`]: the Cloud Native Buildpack as `etc/package-cnb` lays it out, from the cnb
-//!   crate built for this test run; [`launch_env`]: what the CNB lifecycle's launcher makes of
+//!   crate built for this test run (or the binary `START_PGPOOL_TEST_CNB_BIN` names: the
+//!   release's static one); [`launch_env`]: what the CNB lifecycle's launcher makes of
 //!   the launch layers (PATH and the `env.launch/` files), applied to an environment.
 
 use std::collections::BTreeMap;
@@ -17,8 +19,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::launcher::{BIN, assert_ok, ensure_built_pgpool, pgpool_build_dir};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-/// The stack the test releases are named for (the pgpool inside is this machine's build).
-pub const STACK: &str = "heroku-24";
+/// The stack the test releases are named for: `STACK` when set (the release workflow runs the
+/// suite on each stack's build image), else heroku-24 (the pgpool inside is then this
+/// machine's build, named for that stack).
+pub fn stack() -> String {
+    std::env::var("STACK")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "heroku-24".into())
+}
 
 /// `KEY=value` from etc/pgpool-version.
 pub fn pinned(key: &str) -> String {
@@ -35,37 +44,59 @@ pub fn version() -> &'static str {
 }
 
 pub fn launcher_file() -> String {
-    format!("start-pgpool-{}-{STACK}.tar.gz", version())
+    format!("start-pgpool-{}-{}.tar.gz", version(), stack())
 }
 
 pub fn pgpool_file() -> String {
     format!(
-        "pgpool-{}-{}-{STACK}.tar.gz",
+        "pgpool-{}-{}-{}.tar.gz",
         pinned("PGPOOL_VERSION"),
-        pinned("PGPOOL_BUILD")
+        pinned("PGPOOL_BUILD"),
+        stack()
     )
 }
 
-/// A release location holding both artifacts for this version and [`STACK`], each with its
-/// `.sha256`, made by the same script as a real release.
+/// A release location holding both artifacts for this version and [`stack`], each with its
+/// `.sha256`, made by the same script as a real release (a test may change it: it is a copy).
 pub fn release_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    if let Some(given) = std::env::var_os("START_PGPOOL_TEST_RELEASE_DIR") {
+        for f in [launcher_file(), pgpool_file()] {
+            for name in [f.clone(), format!("{f}.sha256")] {
+                std::fs::copy(Path::new(&given).join(&name), dir.path().join(&name))
+                    .unwrap_or_else(|e| panic!("START_PGPOOL_TEST_RELEASE_DIR has no {name}: {e}"));
+            }
+        }
+        return dir;
+    }
     ensure_built_pgpool();
-    let tarball = std::fs::read_dir(pgpool_build_dir())
+    // etc/build-pgpool names its tarball for $STACK, or for this machine's OS.
+    let prefix = format!(
+        "pgpool-{}-{}-",
+        pinned("PGPOOL_VERSION"),
+        pinned("PGPOOL_BUILD")
+    );
+    let mut built: Vec<PathBuf> = std::fs::read_dir(pgpool_build_dir())
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("pgpool-"))
-                && p.extension().is_some_and(|x| x == "gz")
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with(&prefix) && n.ends_with(".tar.gz")
+            })
         })
-        .expect("etc/build-pgpool left a tarball");
+        .collect();
+    assert_eq!(
+        built.len(),
+        1,
+        "one {prefix}*.tar.gz from etc/build-pgpool: {built:?}"
+    );
     let out = Command::new(Path::new(ROOT).join("etc/release-artifacts"))
         .arg(dir.path())
-        .env("STACK", STACK)
+        .env("STACK", stack())
         .env("START_PGPOOL_BIN", BIN)
-        .env("PGPOOL_TARBALL", &tarball)
+        .env("PGPOOL_TARBALL", built.pop().unwrap())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -127,14 +158,21 @@ impl ReleaseServer {
         }
     }
 
-    /// The `GET` lines served so far (its log reaches us a moment after the response).
+    /// The `GET` lines served so far. The server logs a request after answering it, so this
+    /// waits until the count has held for 300 ms (at most 5 s).
     pub fn requests(&self) -> Vec<String> {
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        let step = std::time::Duration::from_millis(100);
+        let (mut last, mut held) = (usize::MAX, 0);
+        for _ in 0..50 {
+            let n = self.requests.lock().unwrap().len();
+            held = if n == last { held + 1 } else { 0 };
+            if held >= 3 {
+                break;
+            }
+            last = n;
+            std::thread::sleep(step);
+        }
         self.requests.lock().unwrap().clone()
-    }
-
-    pub fn template(&self) -> String {
-        format!("http://127.0.0.1:{}/{{file}}", self.port)
     }
 }
 
@@ -147,10 +185,25 @@ impl Drop for ReleaseServer {
 
 /// The CNB as etc/package-cnb lays it out, from the cnb crate built once per test process. It
 /// is built by cargo here, into a target directory of its own: the suite's `cargo test` holds
-/// the main one.
+/// the main one. `START_PGPOOL_TEST_CNB_BIN` names a binary to package instead.
 pub fn cnb_dir() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("start-pgpool-cnb");
+        let package = |bin: &Path| {
+            let out = Command::new(Path::new(ROOT).join("etc/package-cnb"))
+                .arg(&dir)
+                .arg(bin)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert_ok(&out);
+        };
+        if let Some(bin) = std::env::var_os("START_PGPOOL_TEST_CNB_BIN") {
+            package(Path::new(&bin));
+            return (tmp, dir);
+        }
         let target = Path::new(ROOT).join("target/cnb-tests");
         let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args([
@@ -167,15 +220,7 @@ pub fn cnb_dir() -> &'static Path {
             .output()
             .unwrap();
         assert_ok(&out);
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("start-pgpool-cnb");
-        let out = Command::new(Path::new(ROOT).join("etc/package-cnb"))
-            .arg(&dir)
-            .arg(target.join("debug/start-pgpool-cnb"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_ok(&out);
+        package(&target.join("debug/start-pgpool-cnb"));
         (tmp, dir)
     })
     .1
