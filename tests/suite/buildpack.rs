@@ -10,7 +10,8 @@ use std::process::{Command, Output, Stdio};
 use crate::support::cluster;
 use crate::support::launcher::*;
 use crate::support::release::{
-    ROOT, ReleaseServer, launcher_file, pgpool_file, pinned, release_dir, stack, version,
+    REPORTING_APP, ROOT, ReleaseServer, assert_reports_pgpool, launcher_file, pgpool_file,
+    release_dir, stack, version,
 };
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -137,36 +138,17 @@ fn compile_installs_from_the_release_then_from_the_cache_and_the_slug_runs_the_v
         .env("PGPOOL_URLS", "DATABASE_URL FOLLOWER1_URL")
         .current_dir(&app)
         .arg("-c")
-        .arg(
+        .arg(format!(
             r#"set -e
 for f in .profile.d/*.sh; do . "$f"; done
 case ":$PATH:" in *:/usr/sbin:*) echo "/usr/sbin on PATH"; exit 9;; esac
 echo "PGPOOL_BIN=$PGPOOL_BIN"
-exec bin/start-pgpool sh -c '
-  echo "version $(psql "$DATABASE_URL" -XAtc "show pool_version")"
-  pid=$(head -n1 "$PGPOOL_RUNTIME_DIR"/start-pgpool-*/pgpool.pid)
-  echo "exe $(readlink /proc/$pid/exe)"
-  echo "ld ${LD_LIBRARY_PATH:-unset}"'"#,
-        )
+exec bin/start-pgpool {REPORTING_APP}"#
+        ))
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_ok(&out);
-    let text = stdout(&out);
-    let version = pinned("PGPOOL_VERSION");
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with(&format!("version {version} "))),
-        "{}",
-        show(&out)
-    );
-    let exe = app.join(".pgpool/bin/pgpool");
-    assert!(
-        text.lines().any(|l| l == format!("exe {}", exe.display())),
-        "the running pgpool is not the vendored one:\n{}",
-        show(&out)
-    );
-    assert!(text.lines().any(|l| l == "ld unset"), "{text}");
+    assert_reports_pgpool(&out, &app.join(".pgpool/bin/pgpool"));
     let _ = build;
 }
 

@@ -13,10 +13,10 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::launcher::{BIN, assert_ok, ensure_built_pgpool, pgpool_build_dir};
+use super::launcher::{BIN, assert_ok, ensure_built_pgpool, pgpool_build_dir, show, stdout};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The stack the test releases are named for: `STACK` when set (the release workflow runs the
@@ -102,6 +102,36 @@ pub fn release_dir() -> tempfile::TempDir {
         .unwrap();
     assert_ok(&out);
     dir
+}
+
+/// The app a built slug or image runs behind its `start-pgpool` (`exec start-pgpool
+/// {REPORTING_APP}`): it reports the pgpool it went through, the binary behind pgpool's pid,
+/// and the library path the app was given.
+pub const REPORTING_APP: &str = r#"sh -c '
+  echo "version $(psql "$DATABASE_URL" -XAtc "show pool_version")"
+  pid=$(head -n1 "$PGPOOL_RUNTIME_DIR"/start-pgpool-*/pgpool.pid)
+  echo "exe $(readlink /proc/$pid/exe)"
+  echo "ld ${LD_LIBRARY_PATH:-unset}"'"#;
+
+/// That app's report: it went through the pinned pgpool release, the binary at `exe`, and was
+/// given no library path (the vendored libraries stay pgpool's own).
+pub fn assert_reports_pgpool(out: &Output, exe: &Path) {
+    assert_ok(out);
+    let text = stdout(out);
+    let version = pinned("PGPOOL_VERSION");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("version {version} "))),
+        "{}",
+        show(out)
+    );
+    assert!(
+        text.lines().any(|l| l == format!("exe {}", exe.display())),
+        "the running pgpool is not {}:\n{}",
+        exe.display(),
+        show(out)
+    );
+    assert!(text.lines().any(|l| l == "ld unset"), "{}", show(out));
 }
 
 /// `python3 -m http.server` on a loopback port of its choosing, serving one directory; stopped
