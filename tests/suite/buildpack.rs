@@ -11,7 +11,7 @@ use crate::support::cluster;
 use crate::support::launcher::*;
 use crate::support::release::{
     REPORTING_APP, ROOT, ReleaseServer, assert_reports_pgpool, launcher_file, pgpool_file,
-    release_dir, stack, version,
+    release_dir, stack, tampered_release_dir, version,
 };
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -154,12 +154,7 @@ exec bin/start-pgpool {REPORTING_APP}"#
 
 #[test]
 fn a_tampered_artifact_installs_nothing() {
-    let release = release_dir();
-    let f = release.path().join(pgpool_file());
-    let mut bytes = std::fs::read(&f).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    std::fs::write(&f, bytes).unwrap();
+    let release = tampered_release_dir();
     let d = dirs(release.path());
     let (build, out) = d.compile("build");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));

@@ -16,7 +16,7 @@ use crate::support::cluster;
 use crate::support::launcher::*;
 use crate::support::release::{
     REPORTING_APP, ReleaseServer, assert_reports_pgpool, cnb_dir, launch_env, launcher_file,
-    pgpool_file, release_dir, stack, version,
+    pgpool_file, release_dir, stack, tampered_release_dir, version,
 };
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -363,12 +363,7 @@ fn cnb_build_refuses_a_release_url_it_cannot_use_by_name() {
 
 #[test]
 fn cnb_build_of_a_tampered_artifact_installs_nothing() {
-    let release = release_dir();
-    let f = release.path().join(pgpool_file());
-    let mut bytes = std::fs::read(&f).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    std::fs::write(&f, bytes).unwrap();
+    let release = tampered_release_dir();
     let url = format!("file://{}/{{file}}", release.path().display());
     let l = Lifecycle::new(Some(&url));
     let out = l.build();

@@ -104,6 +104,18 @@ pub fn release_dir() -> tempfile::TempDir {
     dir
 }
 
+/// [`release_dir`] with the pgpool artifact's last byte changed: it no longer matches the
+/// `.sha256` published beside it.
+pub fn tampered_release_dir() -> tempfile::TempDir {
+    let release = release_dir();
+    let f = release.path().join(pgpool_file());
+    let mut bytes = std::fs::read(&f).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&f, bytes).unwrap();
+    release
+}
+
 /// The app a built slug or image runs behind its `start-pgpool` (`exec start-pgpool
 /// {REPORTING_APP}`): it reports the pgpool it went through, the binary behind pgpool's pid,
 /// and the library path the app was given.
