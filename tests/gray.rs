@@ -549,9 +549,12 @@ fn follower_cut_off() {
 /// Sometimes it never does: when the cut lands after a health check's connect and before the
 /// server's answer, the check's read has no timeout that works (its alarm is installed with
 /// `SA_RESTART`, the race 0005 closes; docs/pgpool.md), and it blocks for the rest of the fault.
-/// Such a run proves nothing about the watchdog, so it is rerun, at most [`STOCK_ATTEMPTS`]
-/// times in all (seen once in about ten CI runs).
-const STOCK_ATTEMPTS: usize = 3;
+/// And sometimes pgpool's own failover frees every blocked child: it restarts children (all of
+/// them, in a run /proc was sampled in), and when it restarted every child blocked on the node,
+/// none is left for the watchdog (seen in 1 of 8 runs). Neither run says anything about the
+/// watchdog, so either is rerun, at most [`STOCK_ATTEMPTS`] times in all. Every run in which
+/// pgpool detached the node must have no query hanging.
+const STOCK_ATTEMPTS: usize = 4;
 
 #[test]
 fn stock_pgpool_follower_cut_off() {
@@ -569,26 +572,34 @@ fn stock_pgpool_follower_cut_off() {
             Path::new(DEBIAN_PGPOOL),
         );
         f.print();
-        if f.detached.is_some() || attempt == STOCK_ATTEMPTS {
+        if f.detached.is_some() {
+            assert!(
+                f.hung.is_empty(),
+                "queries hung (attempt {attempt}):\n{}\n{}",
+                describe_waits(&f.hung),
+                f.log
+            );
+        }
+        if (f.detached.is_some() && f.detached_kills >= 1) || attempt == STOCK_ATTEMPTS {
             break f;
         }
-        eprintln!("stock pgpool never detached the node (its health check hung); rerunning");
+        if f.detached.is_none() {
+            eprintln!("stock pgpool never detached the node (its health check hung); rerunning");
+        } else {
+            eprintln!(
+                "pgpool's failover freed every blocked child, the watchdog had none; rerunning"
+            );
+        }
         attempt += 1;
     };
     assert!(
         f.detached.is_some(),
-        "stock pgpool never detached the cut-off node in {STOCK_ATTEMPTS} runs:\n{}",
-        f.log
-    );
-    assert!(
-        f.hung.is_empty(),
-        "queries hung:\n{}\n{}",
-        describe_waits(&f.hung),
+        "stock pgpool never detached the cut-off node in the last of {STOCK_ATTEMPTS} runs:\n{}",
         f.log
     );
     assert!(
         f.detached_kills >= 1,
-        "the watchdog killed no child reading the detached node ({} kills in all):\n{}",
+        "the watchdog killed no child reading the detached node in {STOCK_ATTEMPTS} runs ({} kills in all):\n{}",
         f.stuck_kills,
         f.log
     );
