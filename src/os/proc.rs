@@ -144,6 +144,7 @@ pub struct Tcp {
     pub rx_queue: u64,
 }
 
+pub const TCP_SYN_SENT: u8 = 0x02;
 pub const TCP_CLOSE_WAIT: u8 = 0x08;
 pub const TCP_LISTEN: u8 = 0x0A;
 

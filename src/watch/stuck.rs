@@ -32,6 +32,12 @@
 //! - that socket's peer is the address and port of a node pgpool has detached (pcp's `down`,
 //!   from the monitor), and of no node that is not.
 //!
+//! - or, instead of reading, still connecting to such a node: a socket of its in `SYN-SENT` to
+//!   that address, the same socket in every sample. Stock 4.3.5 connects a new session to
+//!   every node it still believes up, and a connect to a cut-off node outlived its
+//!   `connect_timeout` there: 17 and 28 s in SYN-SENT, in `pselect6()`, in one sampled run,
+//!   while the new session's client waited (docs/pgpool.md).
+//!
 //! The clock runs from the first sample of the read, not from the detach: a session that hung
 //! at the cut is freed as soon as pgpool detaches the node and the read has lasted the timeout.
 //! A detached node never answers a read usefully: pgpool no longer uses its answer. A child
@@ -53,7 +59,7 @@ use tokio::time::Instant;
 
 use super::events;
 use crate::config::Backend;
-use crate::os::proc::{self, TCP_CLOSE_WAIT, TCP_LISTEN, Tcp};
+use crate::os::proc::{self, TCP_CLOSE_WAIT, TCP_LISTEN, TCP_SYN_SENT, Tcp};
 use crate::pgpool::pcp::NodeState;
 
 /// What one sample found about one pgpool child.
@@ -72,6 +78,9 @@ pub struct Child {
     /// That socket's TCP peer, if the child serves sessions; looked up only while some node is
     /// detached.
     pub peer: Option<SocketAddr>,
+    /// A socket of a session child still connecting (`SYN-SENT`): inode and peer; looked up
+    /// only while some node is detached.
+    pub connecting: Option<(u64, SocketAddr)>,
 }
 
 impl Child {
@@ -85,15 +94,31 @@ impl Child {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     IdleSession,
-    /// Reading the node of this id, which pgpool has detached.
-    DetachedNode(usize),
+    /// Reading from, or connecting to, the node of this id, which pgpool has detached.
+    DetachedNode(usize, Blocked),
+}
+
+/// What a `detached-node` child was blocked in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    Read,
+    Connect,
+}
+
+impl Blocked {
+    pub fn name(self) -> &'static str {
+        match self {
+            Blocked::Read => "read",
+            Blocked::Connect => "connect",
+        }
+    }
 }
 
 impl Shape {
     pub fn name(self) -> &'static str {
         match self {
             Shape::IdleSession => "idle-session",
-            Shape::DetachedNode(_) => "detached-node",
+            Shape::DetachedNode(..) => "detached-node",
         }
     }
 }
@@ -153,6 +178,8 @@ pub struct Watch {
     since: HashMap<i32, (i32, Instant)>,
     /// Since when each child has been blocked reading the same socket (descriptor, inode).
     reading: HashMap<i32, ((i32, u64), Instant)>,
+    /// Since when each child has been connecting on the same socket (inode).
+    connecting: HashMap<i32, (u64, Instant)>,
 }
 
 impl Watch {
@@ -167,6 +194,7 @@ impl Watch {
     ) -> Vec<(i32, Shape)> {
         let mut since = HashMap::new();
         let mut reading = HashMap::new();
+        let mut connecting = HashMap::new();
         let mut due = Vec::new();
         for c in children {
             // Since when this sample's state has held, the same descriptor or socket throughout.
@@ -178,18 +206,32 @@ impl Watch {
                 Some(&(s, t)) if s == sock => (sock, t),
                 _ => (sock, now),
             });
+            let connect = c
+                .connecting
+                .map(|(inode, peer)| match self.connecting.get(&c.pid) {
+                    Some(&(i, t)) if i == inode => (inode, peer, t),
+                    _ => (inode, peer, now),
+                });
             let long = |t: Instant| now.duration_since(t) >= after;
+            let detached_id =
+                |p: SocketAddr| detached.iter().find(|(_, a)| *a == p).map(|&(id, _)| id);
             let node = blocked
                 .filter(|&(_, t)| long(t))
                 .and(c.peer)
-                .and_then(|p| detached.iter().find(|(_, a)| *a == p))
-                .map(|&(id, _)| id);
+                .and_then(detached_id)
+                .map(|id| (id, Blocked::Read))
+                .or_else(|| {
+                    connect
+                        .filter(|&(_, _, t)| long(t))
+                        .and_then(|(_, p, _)| detached_id(p))
+                        .map(|id| (id, Blocked::Connect))
+                });
             if idle.is_some_and(|(_, t)| long(t)) {
                 due.push((c.pid, Shape::IdleSession));
                 continue;
             }
-            if let Some(id) = node {
-                due.push((c.pid, Shape::DetachedNode(id)));
+            if let Some((id, how)) = node {
+                due.push((c.pid, Shape::DetachedNode(id, how)));
                 continue;
             }
             if let Some(v) = idle {
@@ -198,17 +240,22 @@ impl Watch {
             if let Some(v) = blocked {
                 reading.insert(c.pid, v);
             }
+            if let Some((inode, _, t)) = connect {
+                connecting.insert(c.pid, (inode, t));
+            }
         }
         self.since = since;
         self.reading = reading;
+        self.connecting = connecting;
         due
     }
 }
 
 /// One sample of pgpool's children from /proc: each one blocked in `read(2)` on a socket (two
-/// small reads per child, a third for one in a read). The socket tables are read only when
-/// there is such a child whose title says idle, or with `peers` (some node is detached), when
-/// the peer of each session child's socket is looked up too. Children that vanish meanwhile
+/// small reads per child, a third for one in a read), and with `peers` (some node is detached)
+/// each session child still connecting somewhere. The socket tables are read only when there
+/// is a reading child whose title says idle, or with `peers`, when the peer of each session
+/// child's socket is looked up too. Children that vanish meanwhile
 /// are skipped. The flag is true when the system refused us a child's `/proc/PID/syscall` (a
 /// ptrace policy such as Yama's `ptrace_scope=2`): then nothing can be found stuck.
 pub fn sample(pgpool: Pid, port: u16, peers: bool) -> (Vec<Child>, bool) {
@@ -227,35 +274,48 @@ pub fn sample(pgpool: Pid, port: u16, peers: bool) -> (Vec<Child>, bool) {
                 continue;
             }
         };
-        let Some(fd) = proc::blocked_read(&syscall, nix::libc::SYS_read) else {
+        let reading = proc::blocked_read(&syscall, nix::libc::SYS_read)
+            .and_then(|fd| Some((fd, proc::socket_inode(pid, fd)?)));
+        if reading.is_none() && !peers {
             continue;
-        };
-        let Some(inode) = proc::socket_inode(pid, fd) else {
-            continue;
-        };
+        }
         let mut child = Child {
             pid,
             idle,
             reading_backend: None,
             client_waiting: false,
-            reading: Some((fd, inode)),
+            reading,
             peer: None,
+            connecting: None,
         };
-        if idle || peers {
+        if (idle && reading.is_some()) || peers {
             let tcp = tcp.get_or_insert_with(proc::tcp_sockets);
-            let this = tcp.get(&inode);
-            let sockets: Vec<Tcp> = proc::socket_inodes(pid)
-                .iter()
-                .filter_map(|i| tcp.get(i).copied())
+            let sockets: Vec<(u64, Tcp)> = proc::socket_inodes(pid)
+                .into_iter()
+                .filter_map(|i| Some((i, *tcp.get(&i)?)))
                 .collect();
-            if idle {
-                let on_backend = this.is_some_and(|t| t.local_port != port);
-                child.reading_backend = on_backend.then_some(fd);
-                child.client_waiting = client_waiting(&sockets, port);
+            let all: Vec<Tcp> = sockets.iter().map(|&(_, t)| t).collect();
+            let session_child = peers && serves_sessions(&all, port);
+            if let Some((fd, inode)) = reading {
+                let this = tcp.get(&inode);
+                if idle {
+                    let on_backend = this.is_some_and(|t| t.local_port != port);
+                    child.reading_backend = on_backend.then_some(fd);
+                    child.client_waiting = client_waiting(&all, port);
+                }
+                if session_child {
+                    child.peer = this.map(|t| t.remote);
+                }
             }
-            if peers && serves_sessions(&sockets, port) {
-                child.peer = this.map(|t| t.remote);
+            if session_child {
+                child.connecting = sockets
+                    .iter()
+                    .find(|(_, t)| t.state == TCP_SYN_SENT)
+                    .map(|&(i, t)| (i, t.remote));
             }
+        }
+        if child.reading.is_none() && child.connecting.is_none() {
+            continue;
         }
         found.push(child);
     }
@@ -350,11 +410,12 @@ impl Watchdog {
                             "pgpool-child-stuck"
                         )
                     }
-                    Shape::DetachedNode(id) => tracing::warn!(
+                    Shape::DetachedNode(id, how) => tracing::warn!(
                         pid,
                         killed,
                         after_s,
                         shape = shape.name(),
+                        blocked = how.name(),
                         source = events::source(&backends, id),
                         node = id,
                         "pgpool-child-stuck"
@@ -436,6 +497,7 @@ mod tests {
             client_waiting: true,
             reading: fd.map(|f| (f, 1000 + f as u64)),
             peer: None,
+            connecting: None,
         }
     }
 
@@ -541,7 +603,59 @@ mod tests {
             client_waiting: false,
             reading: Some((9, inode)),
             peer: peer.map(addr),
+            connecting: None,
         }
+    }
+
+    fn connector(pid: i32, inode: u64, peer: &str) -> Child {
+        Child {
+            pid,
+            idle: false,
+            reading_backend: None,
+            client_waiting: false,
+            reading: None,
+            peer: None,
+            connecting: Some((inode, addr(peer))),
+        }
+    }
+
+    #[test]
+    fn a_connect_to_a_detached_node_is_due_after_the_timeout() {
+        let (t0, after) = (Instant::now(), Duration::from_secs(5));
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let gone = [(2, addr("10.0.0.3:5432"))];
+        let mut w = Watch::default();
+        let c = connector(10, 77, "10.0.0.3:5432");
+        for s in 0..5 {
+            assert!(
+                w.update(std::slice::from_ref(&c), &gone, at(s), after)
+                    .is_empty()
+            );
+        }
+        assert_eq!(
+            w.update(std::slice::from_ref(&c), &gone, at(5), after),
+            vec![(10, Shape::DetachedNode(2, Blocked::Connect))]
+        );
+        // A connect to a node that is up, however long, and a new socket, start nothing.
+        let mut w = Watch::default();
+        let up = connector(11, 78, "10.0.0.2:5432");
+        for s in 0..30 {
+            assert!(
+                w.update(std::slice::from_ref(&up), &gone, at(s), after)
+                    .is_empty()
+            );
+        }
+        let mut w = Watch::default();
+        w.update(std::slice::from_ref(&c), &gone, at(0), after);
+        let again = connector(10, 99, "10.0.0.3:5432");
+        assert!(
+            w.update(std::slice::from_ref(&again), &gone, at(5), after)
+                .is_empty()
+        );
+        assert_eq!(
+            pids(w.update(std::slice::from_ref(&again), &gone, at(10), after)),
+            vec![10]
+        );
     }
 
     #[test]
@@ -567,7 +681,7 @@ mod tests {
         }
         assert_eq!(
             w.update(std::slice::from_ref(&c), &gone, at(5), after),
-            vec![(10, Shape::DetachedNode(2))]
+            vec![(10, Shape::DetachedNode(2, Blocked::Read))]
         );
         // Long reads that are not from a detached node are never due: a node that is up, the
         // same address on another port (another node on the same host), a child that serves no
