@@ -564,7 +564,7 @@ fn follower_cut_off() {
 /// `SA_RESTART`, the race 0005 closes; docs/pgpool.md), and it blocks for the rest of the fault.
 /// And sometimes pgpool's own failover frees every blocked child: it restarts children (all of
 /// them, in a run /proc was sampled in), and when it restarted every child blocked on the node,
-/// none is left for the watchdog (3 of 15 runs; pgpool never detached in 1). Neither run says
+/// none is left for the watchdog (3 of 21 runs; pgpool never detached in 1). Neither run says
 /// anything about the watchdog, so either is rerun, at most [`STOCK_ATTEMPTS`] times in all.
 /// Every run in which pgpool detached the node must have no query hanging.
 const STOCK_ATTEMPTS: usize = 6;
