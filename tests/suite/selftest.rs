@@ -11,7 +11,7 @@ use crate::support::cluster::{self, parse_env};
 use crate::support::conf_lexer::{Kind, parse, tokens};
 use crate::support::l2met;
 use crate::support::launcher::{Launcher, Live, built_pgpool, pgpool_bin};
-use crate::support::load::{Load, Report, Who};
+use crate::support::load::{Load, Outcome, Report, Who, burst};
 use crate::support::pool_passwd;
 use crate::support::proc::processes_in;
 
@@ -207,6 +207,16 @@ fn the_load_records_which_node_answered_and_nothing_failed() {
     std::thread::sleep(Duration::from_millis(500));
     let simple = simple.stop();
     assert!(simple.oks(Who::Writer) > 0 && simple.hung() == 0);
+    // A burst of new sessions: each answered once, by one of the cluster's nodes.
+    let ports: Vec<u16> = (0..3).map(|n| c.port(n)).collect();
+    let seen = burst(&live.url, 4);
+    assert_eq!(seen.len(), 4);
+    for (took, outcome) in &seen {
+        assert!(
+            matches!(outcome, Outcome::Ok(p) if ports.contains(p)) && *took <= support_hang(),
+            "a burst session: {took:?} {outcome:?}"
+        );
+    }
     let load = Load::start(&live.url);
     std::thread::sleep(Duration::from_secs(2));
     let (seen, until) = (load.events().len(), load.now());

@@ -319,6 +319,46 @@ async fn connector(
     }
 }
 
+/// `n` new sessions opened at once, each asking `select inet_server_port()` once in the simple
+/// protocol: what each saw, and how long it waited, connect included (at most [`HANG`] for each).
+pub fn burst(database_url: &str, n: usize) -> Vec<(Duration, Outcome)> {
+    let cfg = tokio_postgres::Config::from_str(database_url).expect("DATABASE_URL parses");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let cfg = cfg.clone();
+                tokio::spawn(async move {
+                    let sent = Instant::now();
+                    let outcome = match connect(&cfg).await {
+                        Ok(client) => {
+                            let mut s = Session {
+                                client,
+                                protocol: Protocol::Simple,
+                                prepared: None,
+                            };
+                            match port_of(&mut s, Who::Connector).await {
+                                Ok(p) => Outcome::Ok(p),
+                                Err(o) => o,
+                            }
+                        }
+                        Err(o) => o,
+                    };
+                    (sent.elapsed(), outcome)
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.expect("a burst session panicked"));
+        }
+        seen
+    })
+}
+
 /// Everything the load saw, and the figures the failure tests report.
 pub struct Report {
     pub events: Vec<Event>,
