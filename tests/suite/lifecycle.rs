@@ -499,3 +499,73 @@ fn piped_stdin_reaches_the_app_and_its_stdio_is_the_launchers_own() {
     assert!(d.err.lines().any(|l| l == "to-stderr"), "{}", d.show());
     l.assert_clean(&d);
 }
+
+// 10 -----------------------------------------------------------------------------------------
+
+/// The launcher's stop while pgpool is replacing children: pgpool must exit on its SIGINT, not
+/// after `PGPOOL_STOP_TIMEOUT` and a SIGKILL of its group. pgpool replaces a child whenever one
+/// exits: `child_max_connections` reached or, what our users meet, every child whose node was
+/// failed over, as its session ends, which is when the app exits. Its main process, taking the
+/// SIGINT in the middle of such a fork, signalled the pid of the child that had died instead
+/// of its replacement, and waited for it for ever (patch 0010; pgpool's own
+/// 037.failover_session hung this way). Here 24 sessions close at once and each child then
+/// exits (`child_max_connections = 1`); the launcher is stopped a few milliseconds later, a
+/// different few each round, so that its SIGINT lands among pgpool's forks.
+#[test]
+fn pgpool_exits_on_the_stop_even_while_it_replaces_children() {
+    const ROUNDS: u64 = 16;
+    let c = cluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("pgpool.conf.tera");
+    let builtin = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/pgpool.conf.tera");
+    let mut text = std::fs::read_to_string(builtin).unwrap();
+    text.push_str("\nchild_max_connections = 1\n");
+    std::fs::write(&template, text).unwrap();
+
+    let mut hung = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for round in 0..ROUNDS {
+        let mut l = Launcher::new(c);
+        l.set("PGPOOL_CONF_TEMPLATE", &template)
+            .set("PGPOOL_NUM_INIT_CHILDREN", "32");
+        let mut live = Live::start(l);
+        let held = crate::support::load::Held::open(&live.url, 24);
+        let delay = Duration::from_millis(2 * round);
+        held.close();
+        std::thread::sleep(delay);
+        let t = Instant::now();
+        let log = live.stop();
+        let took = t.elapsed();
+        slowest = slowest.max(took);
+        let timed_out = log.contains("pgpool-stop-timeout");
+        eprintln!(
+            "round {round}: stopped {} ms after the sessions closed, in {:.2} s{}",
+            delay.as_millis(),
+            took.as_secs_f64(),
+            if timed_out {
+                ", pgpool-stop-timeout"
+            } else {
+                ""
+            }
+        );
+        if timed_out {
+            hung.push((round, log));
+        }
+    }
+    eprintln!(
+        "FIGURES stop while replacing children: rounds={ROUNDS} stop_timeouts={} slowest={:.2}s",
+        hung.len(),
+        slowest.as_secs_f64()
+    );
+    // Stock 4.7.2 hangs this way too (8 of 16 rounds); Debian's 4.3.5 did not (0 of 16).
+    if pgpool_bin() != built_pgpool() {
+        eprintln!("not the buildpack's pgpool: figures only");
+        return;
+    }
+    if let Some((round, log)) = hung.first() {
+        panic!(
+            "pgpool did not exit on the launcher's SIGINT in {} of {ROUNDS} rounds (round {round}):\n{log}",
+            hung.len()
+        );
+    }
+}

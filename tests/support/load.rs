@@ -359,6 +359,68 @@ pub fn burst(database_url: &str, n: usize) -> Vec<(Duration, Outcome)> {
     })
 }
 
+/// `n` sessions held open until [`Held::close`] closes them all at once, as an app's exit does.
+pub struct Held {
+    close: std::sync::mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Held {
+    /// Opens the sessions, each answering one query first; panics if one fails.
+    pub fn open(database_url: &str, n: usize) -> Held {
+        let cfg = tokio_postgres::Config::from_str(database_url).expect("DATABASE_URL parses");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (close, close_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let opened = rt.block_on(async {
+                let mut sessions = Vec::new();
+                for _ in 0..n {
+                    let client = connect(&cfg).await.map_err(|o| format!("{o:?}"))?;
+                    let mut s = Session {
+                        client,
+                        protocol: Protocol::Simple,
+                        prepared: None,
+                    };
+                    port_of(&mut s, Who::Connector)
+                        .await
+                        .map_err(|o| format!("{o:?}"))?;
+                    sessions.push(s);
+                }
+                Ok::<_, String>(sessions)
+            });
+            match opened {
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+                Ok(sessions) => {
+                    let _ = ready_tx.send(Ok(()));
+                    let _ = close_rx.recv_timeout(Duration::from_secs(120));
+                    // The runtime goes with the sessions: every socket is closed at once.
+                    drop(sessions);
+                    drop(rt);
+                }
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(())) => Held { close, thread },
+            Ok(Err(e)) => panic!("a held session failed to open: {e}"),
+            Err(_) => panic!("the held sessions did not open within 60 s"),
+        }
+    }
+
+    /// Closes every session, and returns once their sockets are closed.
+    pub fn close(self) {
+        let _ = self.close.send(());
+        self.thread
+            .join()
+            .expect("the held sessions' thread panicked");
+    }
+}
+
 /// Everything the load saw, and the figures the failure tests report.
 pub struct Report {
     pub events: Vec<Event>,
