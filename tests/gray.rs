@@ -561,7 +561,9 @@ fn new_sessions_during_a_cut_are_served_once_the_follower_is_detached() {
     let mut l = Launcher::new(&c);
     // Children enough that the burst meets ones with no connection cached: only a child that
     // has none connects to the nodes when its client arrives.
-    l.set("PGPOOL_NUM_INIT_CHILDREN", "16");
+    // Every pgpool line, for the children's account of what they skipped.
+    l.set("PGPOOL_NUM_INIT_CHILDREN", "16")
+        .set("PGPOOL_LOG_LEVEL", "debug");
     let live = Live::start(l);
     live.wait_log("follower-name", 2, Duration::from_secs(15));
     let rundir = live
@@ -580,9 +582,12 @@ fn new_sessions_during_a_cut_are_served_once_the_follower_is_detached() {
     let log = live.log();
     drop(live);
     let worst = seen.iter().map(|(t, _)| secs(*t)).fold(0f64, f64::max);
+    let skipped = log
+        .matches("skipping backend 2: it was detached while this session connected to it")
+        .count();
     println!(
         "FIGURES new sessions during a cut: sessions={SESSIONS} worst={worst}s \
-         outcomes={:?} stuck_kills={stuck_kills}",
+         outcomes={:?} stuck_kills={stuck_kills} skipped={skipped}",
         seen.iter()
             .map(|(t, o)| format!("{:.2}s {o:?}", t.as_secs_f64()))
             .collect::<Vec<_>>()
@@ -609,6 +614,12 @@ fn new_sessions_during_a_cut_are_served_once_the_follower_is_detached() {
         "a session waited {worst} s for a node pgpool had detached"
     );
     assert_eq!(stuck_kills, 0, "the watchdog killed children:\n{log}");
+    // At least one child was still connecting when the node was detached, and gave up on it:
+    // a session that arrived after the detach would be served without ever trying the node.
+    assert!(
+        skipped >= 1,
+        "no child skipped the node it was connecting to when pgpool detached it:\n{log}"
+    );
 }
 
 /// A follower cut off under Debian's stock pgpool 4.3.5: it sends each Sync to every node a

@@ -164,6 +164,9 @@ impl Pgpool {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             if round == 0 {
+                // pgpool's main process exits after its children; one left means main never
+                // signalled it (docs/pgpool.md, "Signals and stopping").
+                tracing::warn!(pgid = self.pgid.as_raw(), "pgpool-children-left");
                 self.signal(Signal::SIGKILL);
             }
         }

@@ -320,7 +320,8 @@ async fn connector(
 }
 
 /// `n` new sessions opened at once, each asking `select inet_server_port()` once in the simple
-/// protocol: what each saw, and how long it waited, connect included (at most [`HANG`] for each).
+/// protocol: what each saw, and how long it waited, connect included (at most [`HANG`] for the
+/// connect and as long again for the query).
 pub fn burst(database_url: &str, n: usize) -> Vec<(Duration, Outcome)> {
     let cfg = tokio_postgres::Config::from_str(database_url).expect("DATABASE_URL parses");
     let rt = tokio::runtime::Builder::new_current_thread()
