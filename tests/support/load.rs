@@ -94,10 +94,7 @@ impl Load {
         let events = Arc::new(Mutex::new(Vec::new()));
         let (s, e) = (stop.clone(), events.clone());
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = runtime();
             rt.block_on(async move {
                 let mut tasks = Vec::new();
                 for i in 0..READERS {
@@ -290,6 +287,33 @@ async fn session(
     }
 }
 
+/// A single-threaded runtime, for a load's own thread.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One new session asking `select inet_server_port()` once in the simple protocol, as the
+/// connector does: the node that answered, or what went wrong.
+async fn one_session(cfg: &tokio_postgres::Config) -> Outcome {
+    match connect(cfg).await {
+        Ok(client) => {
+            let mut s = Session {
+                client,
+                protocol: Protocol::Simple,
+                prepared: None,
+            };
+            match port_of(&mut s, Who::Connector).await {
+                Ok(p) => Outcome::Ok(p),
+                Err(o) => o,
+            }
+        }
+        Err(o) => o,
+    }
+}
+
 async fn connector(
     cfg: tokio_postgres::Config,
     t0: Instant,
@@ -298,22 +322,7 @@ async fn connector(
 ) {
     while !stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
-        let outcome = match connect(&cfg).await {
-            Ok(client) => match port_of(
-                &mut Session {
-                    client,
-                    protocol: Protocol::Simple,
-                    prepared: None,
-                },
-                Who::Connector,
-            )
-            .await
-            {
-                Ok(p) => Outcome::Ok(p),
-                Err(o) => o,
-            },
-            Err(o) => o,
-        };
+        let outcome = one_session(&cfg).await;
         record(&events, t0, sent, Who::Connector, outcome);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -324,30 +333,14 @@ async fn connector(
 /// connect and as long again for the query).
 pub fn burst(database_url: &str, n: usize) -> Vec<(Duration, Outcome)> {
     let cfg = tokio_postgres::Config::from_str(database_url).expect("DATABASE_URL parses");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async move {
         let tasks: Vec<_> = (0..n)
             .map(|_| {
                 let cfg = cfg.clone();
                 tokio::spawn(async move {
                     let sent = Instant::now();
-                    let outcome = match connect(&cfg).await {
-                        Ok(client) => {
-                            let mut s = Session {
-                                client,
-                                protocol: Protocol::Simple,
-                                prepared: None,
-                            };
-                            match port_of(&mut s, Who::Connector).await {
-                                Ok(p) => Outcome::Ok(p),
-                                Err(o) => o,
-                            }
-                        }
-                        Err(o) => o,
-                    };
+                    let outcome = one_session(&cfg).await;
                     (sent.elapsed(), outcome)
                 })
             })
@@ -373,10 +366,7 @@ impl Held {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let (close, close_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = runtime();
             let opened = rt.block_on(async {
                 let mut sessions = Vec::new();
                 for _ in 0..n {
