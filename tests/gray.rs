@@ -402,7 +402,7 @@ impl Figures {
     /// neither reading (0005) nor connecting (0009) to a node it has detached: every such kill
     /// there would be a healthy session broken.
     fn check_no_stuck_kills(&self) {
-        if self.bin == built_pgpool() {
+        if is_ours(&self.bin) {
             assert_eq!(
                 self.stuck_kills, 0,
                 "the watchdog killed children of our pgpool:\n{}",
@@ -642,19 +642,11 @@ const STOCK_ATTEMPTS: usize = 6;
 
 #[test]
 fn stock_pgpool_follower_cut_off() {
-    if !Path::new(DEBIAN_PGPOOL).is_file() {
-        eprintln!("SKIP: no {DEBIAN_PGPOOL} (Debian's pgpool2 package)");
-        return;
-    }
+    let stock = debian_pgpool();
     let _t = turn();
     let mut attempt = 1;
     let f = loop {
-        let f = scenario_on(
-            2,
-            Fault::CutOff,
-            Duration::from_secs(20),
-            Path::new(DEBIAN_PGPOOL),
-        );
+        let f = scenario_on(2, Fault::CutOff, Duration::from_secs(20), stock);
         f.print();
         if f.detached.is_some() {
             assert!(

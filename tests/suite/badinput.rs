@@ -880,42 +880,41 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         "cannot be used with PGPOOL_MODE=logical",
     ));
     // A pgpool without patch 0007 has one ssl switch: what it cannot hold is refused.
-    if Path::new(DEBIAN_PGPOOL).is_file() {
-        v.push(case(
-            "tls: require under a stock pgpool",
-            vec![("PGPOOL_BIN", V::Set(DEBIAN_PGPOOL))],
-            "DATABASE_URL: ",
-            "sslmode=require needs the buildpack's own pgpool",
-        ));
-        v.push(case(
-            "tls: mixed modes under a stock pgpool",
-            vec![
-                ("PGPOOL_BIN", V::Set(DEBIAN_PGPOOL)),
-                ("DATABASE_URL", V::Owned(q("sslmode=prefer"))),
-                (
-                    "FOLLOWER_URL",
-                    V::Owned(url("app", "127.0.0.2:65001", "appdb").replace("require", "disable")),
-                ),
-            ],
-            "FOLLOWER_URL: ",
-            "differs from DATABASE_URL's sslmode=prefer",
-        ));
-        // Without patch 0008 a copy would take the writes while the primary is down.
-        v.push(case(
-            "logical mode under a stock pgpool",
-            vec![
-                ("PGPOOL_BIN", V::Set(DEBIAN_PGPOOL)),
-                ("PGPOOL_MODE", V::Set("logical")),
-                ("DATABASE_URL", V::Owned(q("sslmode=prefer"))),
-                (
-                    "FOLLOWER_URL",
-                    V::Owned(url("app", "127.0.0.2:65001", "appdb").replace("require", "prefer")),
-                ),
-            ],
-            "PGPOOL_MODE: ",
-            "logical needs the buildpack's own pgpool",
-        ));
-    }
+    let stock = debian_pgpool().to_str().unwrap();
+    v.push(case(
+        "tls: require under a stock pgpool",
+        vec![("PGPOOL_BIN", V::Set(stock))],
+        "DATABASE_URL: ",
+        "sslmode=require needs the buildpack's own pgpool",
+    ));
+    v.push(case(
+        "tls: mixed modes under a stock pgpool",
+        vec![
+            ("PGPOOL_BIN", V::Set(stock)),
+            ("DATABASE_URL", V::Owned(q("sslmode=prefer"))),
+            (
+                "FOLLOWER_URL",
+                V::Owned(url("app", "127.0.0.2:65001", "appdb").replace("require", "disable")),
+            ),
+        ],
+        "FOLLOWER_URL: ",
+        "differs from DATABASE_URL's sslmode=prefer",
+    ));
+    // Without patch 0008 a copy would take the writes while the primary is down.
+    v.push(case(
+        "logical mode under a stock pgpool",
+        vec![
+            ("PGPOOL_BIN", V::Set(stock)),
+            ("PGPOOL_MODE", V::Set("logical")),
+            ("DATABASE_URL", V::Owned(q("sslmode=prefer"))),
+            (
+                "FOLLOWER_URL",
+                V::Owned(url("app", "127.0.0.2:65001", "appdb").replace("require", "prefer")),
+            ),
+        ],
+        "PGPOOL_MODE: ",
+        "logical needs the buildpack's own pgpool",
+    ));
     v
 }
 
@@ -1351,56 +1350,60 @@ fn passwords_stay_in_pool_passwd_and_the_apps_url() {
         "pcp.conf holds a hash: {pcp_conf:?}"
     );
     assert!(!pcp_conf.contains(&pw), "pcp.conf holds the app's password");
-    if Path::new("/usr/sbin/pcp_node_count").exists() {
-        // Even the app's own password does not open pcp on its private socket, under either
-        // user name.
-        let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
-        let pass = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(
-            pass.path(),
-            format!("*:*:app:{escaped}\n*:*:start-pgpool:{escaped}\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(pass.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
-        for user in ["app", "start-pgpool"] {
-            let out = Command::new("/usr/sbin/pcp_node_count")
-                .args([
-                    "-h",
-                    rundir.to_str().unwrap(),
-                    "-p",
-                    "9898",
-                    "-U",
-                    user,
-                    "-w",
-                ])
-                .env("PCPPASSFILE", pass.path())
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
-            assert!(
-                !out.status.success(),
-                "pcp accepted the app's password for {user}: {}",
-                show(&out)
-            );
-            assert!(
-                stderr(&out).contains("authentication failed"),
-                "pcp refused {user} for the right reason: {}",
-                show(&out)
-            );
-        }
-        let tcp = Command::new("/usr/sbin/pcp_node_count")
-            .args(["-h", "127.0.0.1", "-p", "9898", "-U", "app", "-w"])
+    // Even the app's own password does not open pcp on its private socket, under either user
+    // name (asked with the pcp tool of the pgpool under test).
+    let pcp_node_count = pgpool_bin().with_file_name("pcp_node_count");
+    assert!(
+        pcp_node_count.is_file(),
+        "no {}: run etc/build-pgpool",
+        pcp_node_count.display()
+    );
+    let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
+    let pass = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        pass.path(),
+        format!("*:*:app:{escaped}\n*:*:start-pgpool:{escaped}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(pass.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    for user in ["app", "start-pgpool"] {
+        let out = Command::new(&pcp_node_count)
+            .args([
+                "-h",
+                rundir.to_str().unwrap(),
+                "-p",
+                "9898",
+                "-U",
+                user,
+                "-w",
+            ])
             .env("PCPPASSFILE", pass.path())
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(!tcp.status.success(), "pcp over TCP: {}", show(&tcp));
         assert!(
-            stderr(&tcp).contains("Connection refused"),
-            "{}",
-            show(&tcp)
+            !out.status.success(),
+            "pcp accepted the app's password for {user}: {}",
+            show(&out)
+        );
+        assert!(
+            stderr(&out).contains("authentication failed"),
+            "pcp refused {user} for the right reason: {}",
+            show(&out)
         );
     }
+    let tcp = Command::new(&pcp_node_count)
+        .args(["-h", "127.0.0.1", "-p", "9898", "-U", "app", "-w"])
+        .env("PCPPASSFILE", pass.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!tcp.status.success(), "pcp over TCP: {}", show(&tcp));
+    assert!(
+        stderr(&tcp).contains("Connection refused"),
+        "{}",
+        show(&tcp)
+    );
 
     // Release the app, then check every log line (debug level, pgpool's relayed output too).
     use std::io::Write;

@@ -10,7 +10,7 @@ use crate::support::api::secret::Secret;
 use crate::support::cluster::{self, parse_env};
 use crate::support::conf_lexer::{Kind, parse, tokens};
 use crate::support::l2met;
-use crate::support::launcher::{Launcher, Live, built_pgpool, pgpool_bin};
+use crate::support::launcher::{Launcher, Live};
 use crate::support::load::{Load, Outcome, Report, Who, burst};
 use crate::support::pool_passwd;
 use crate::support::proc::processes_in;
@@ -266,9 +266,7 @@ fn the_load_records_which_node_answered_and_nothing_failed() {
         "{}",
         Report::describe(&r.events[..r.events.len().min(12)])
     );
-    if pgpool_bin() == built_pgpool() {
-        assert_eq!(live.stuck_kills(), 0, "{log}");
-    }
+    assert_eq!(live.stuck_kills(), 0, "{log}");
 }
 
 fn support_hang() -> Duration {

@@ -36,8 +36,19 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// Debian 12's pgpool 4.3.5, for tests that want the 4.3 family (the old Aptfile way).
+/// Debian 12's pgpool 4.3.5 (package pgpool2, which `etc/install-deps` installs): the stock
+/// pgpool that comparisons and the 4.3-family tests run.
 pub const DEBIAN_PGPOOL: &str = "/usr/sbin/pgpool";
+
+/// Debian's pgpool, or the test fails: a comparison that cannot run must say so, not pass.
+pub fn debian_pgpool() -> &'static Path {
+    let bin = Path::new(DEBIAN_PGPOOL);
+    assert!(
+        bin.is_file(),
+        "no {DEBIAN_PGPOOL}: this test compares against Debian's pgpool2 package; run etc/install-deps"
+    );
+    bin
+}
 
 /// Where `etc/build-pgpool` leaves its output (`PGPOOL_BUILD_OUT`, as the script reads it).
 pub fn pgpool_build_dir() -> PathBuf {
@@ -46,7 +57,7 @@ pub fn pgpool_build_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".build/pgpool"))
 }
 
-/// The buildpack's own pgpool (4.6 + patches/), unpacked by `etc/build-pgpool`.
+/// The buildpack's own pgpool (the pinned release + patches/), unpacked by `etc/build-pgpool`.
 pub fn built_pgpool() -> PathBuf {
     pgpool_build_dir().join("root/bin/pgpool")
 }
@@ -76,18 +87,36 @@ pub fn ensure_built_pgpool() -> PathBuf {
         .clone()
 }
 
-/// The pgpool the tests run: `START_PGPOOL_TEST_PGPOOL_BIN`, else the buildpack's own build
-/// when `etc/build-pgpool` has made it (`etc/test` does, before the tests), else Debian's.
+/// The pgpool the tests run, always a build of ours: `START_PGPOOL_TEST_PGPOOL_BIN` (another
+/// build of the same source and patches, say one under a sanitizer), else what
+/// `etc/build-pgpool` made (`etc/test` runs it first). Neither there: the test fails saying
+/// so. Tests that want a stock pgpool name it themselves ([`debian_pgpool`]).
 pub fn pgpool_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("START_PGPOOL_TEST_PGPOOL_BIN") {
-        return PathBuf::from(bin);
-    }
-    let built = built_pgpool();
-    if built.is_file() {
-        built
-    } else {
-        PathBuf::from(DEBIAN_PGPOOL)
-    }
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let (bin, from) = match std::env::var_os("START_PGPOOL_TEST_PGPOOL_BIN") {
+            Some(bin) => (PathBuf::from(bin), "START_PGPOOL_TEST_PGPOOL_BIN"),
+            None => (built_pgpool(), "etc/build-pgpool's output"),
+        };
+        assert!(
+            bin.is_file(),
+            "no pgpool at {} ({from}): run etc/build-pgpool",
+            bin.display()
+        );
+        assert!(
+            is_ours(&bin),
+            "{} ({from}) is not a build of ours: its --version does not say backend_sslmode: yes (patch 0007); run etc/build-pgpool",
+            bin.display()
+        );
+        bin
+    })
+    .clone()
+}
+
+/// pgpool `bin` was built from our patches: 0007 makes `--version` say it reads
+/// `backend_sslmodeN`, which stock pgpool cannot.
+pub fn is_ours(bin: &Path) -> bool {
+    holds_tls_modes(bin)
 }
 
 /// pgpool `bin` reads `backend_sslmodeN` (patch 0007 says so in `--version`).
