@@ -4,7 +4,7 @@
 //! asks the family, never a version number. A release outside every family is refused.
 //!
 //! To add a family: a variant here; the compiler then walks you through `of`, `name` and
-//! `keys`; then a golden file in tests/golden/ (tests/families.rs says which).
+//! `keys`; then a golden file in tests/golden/ (tests/suite/families.rs says which).
 
 use std::fmt;
 use std::str::FromStr;

@@ -30,7 +30,7 @@ fn writes(pid: u32) -> u64 {
         .expect("syscw in /proc/PID/io")
 }
 
-/// patches/0002 to 0004, the cost of a prepared query: each flush is a write(2) and, to a TLS
+/// Patches 0002 to 0004, the cost of a prepared query: each flush is a write(2) and, to a TLS
 /// server, a TLS record, and each node asked to Sync is a round trip. Measured per prepared
 /// transaction (Bind, Execute, Sync of a named statement, as drivers send it: in one write) by
 /// the serving child's write calls.
@@ -61,7 +61,7 @@ fn prepared_statements_cost_fewer_writes() {
     // to the read node only), 0004 3 (Execute goes out with the Sync, no Flush).
     assert!(
         per_txn <= 3.5,
-        "{per_txn:.2} writes per prepared transaction (8 stock, 3 with patches/0002-0004):\n{}",
+        "{per_txn:.2} writes per prepared transaction (8 stock, 3 with patches 0002-0004):\n{}",
         live.log()
     );
 }

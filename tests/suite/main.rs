@@ -18,6 +18,7 @@ mod families;
 mod launcher;
 mod lifecycle;
 mod logical;
+mod map;
 mod observe;
 mod properties;
 mod routing;

@@ -1,6 +1,6 @@
 //! pgpool.conf read back the way pgpool 4.3.5 reads it (`src/config/pool_config.l`,
 //! `ParseConfigFile`), so tests can check that what we render means exactly what we intended.
-//! A test oracle, so it lives with the tests (it was `src/conf_lexer.rs`); its own checks are in
+//! A test oracle, so it lives with the tests (it was once in src/); its own checks are in
 //! `tests/suite/selftest.rs`.
 //!
 //! pgpool's lexer, in flex terms (longest match wins, ties go to the earlier rule):

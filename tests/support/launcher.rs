@@ -681,7 +681,7 @@ impl Live {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Children the launcher found stuck and SIGKILLed (src/stuck.rs).
+    /// Children the launcher found stuck and SIGKILLed (src/watch/stuck.rs).
     pub fn stuck_kills(&self) -> usize {
         self.log().matches(" at=pgpool-child-stuck ").count()
     }
