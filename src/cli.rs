@@ -72,7 +72,7 @@ pub fn environment_help() -> String {
             "  {:width$}  {} [default: {}]\n",
             a.name,
             a.doc,
-            a.default.replace('`', "")
+            a.shown_default().replace('`', "")
         ));
     }
     s

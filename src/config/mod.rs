@@ -1,5 +1,5 @@
 //! What the launcher was told: the environment snapshot, every `PGPOOL_*` setting (one
-//! definition each), the backends from the URLs, and the rule a value must meet to enter
+//! table entry each), the backends from the URLs, and the rule a value must meet to enter
 //! pgpool.conf. Pure: values in, values or one-line errors naming the variable out.
 
 pub mod backends;

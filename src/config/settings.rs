@@ -1,11 +1,22 @@
-//! Every `PGPOOL_*` setting, each defined once: its name, the default as README.md shows it, a
-//! one-line doc, and its parser with the range it enforces (after ripgrep's flag definitions).
-//! `Settings::from_env` reads them; `--help` lists them from [`ALL`]; a test holds README.md's
-//! settings table to the same list. Pure: the env is a map handed in.
+//! Every `PGPOOL_*` setting, each defined once, in the table below (after ripgrep's flag
+//! definitions): its name, its default as a real value, a one-line doc, and its parser with the
+//! range it enforces. From that one entry come its `Def` const, its place in [`ALL`] (which
+//! `--help` lists and a test holds README.md's settings table to), its field in `Settings` and
+//! its read in `Settings::from_env`, in the table's order (so when several are bad, the first in
+//! README's order is named). README and `--help` show a default as it would be written in the
+//! variable (`5` for five seconds); only a default that is no value ("unset", "none", "search")
+//! is given in words, and a test ties each such word to what happens. Pure: the env is a map
+//! handed in.
 //!
-//! To add a setting: define it below, add it to [`ALL`] and to `Settings`, read it in
-//! `Settings::from_env`, and add its row to README.md's table (the tests say when one is
-//! missing).
+//! Written by hand after the table, for what is not one variable's own value: `PGPOOL_ENABLED`
+//! is read alone by [`enabled`], before anything else; `Settings::runtime_parent` comes from
+//! `PGPOOL_RUNTIME_DIR` (else `TMPDIR`, else `/tmp`) checked against the port
+//! (`runtime_parent_from_env`); `Settings::from_env` refuses `PGPOOL_MAX_LAG` with
+//! `PGPOOL_MODE=logical`.
+//!
+//! To add a setting: one entry in the table (with `=> field` when `Settings` carries it), its
+//! row in README.md's settings table (a test compares name, order and default), and its use
+//! where it matters.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,12 +28,25 @@ use super::conf_value::conf_safe;
 pub use crate::log::LogLevel;
 
 /// What `--help` and README.md say about a setting.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct About {
     pub name: &'static str,
-    /// The default as README.md's table shows it (code in backticks).
-    pub default: &'static str,
     pub doc: &'static str,
+    /// The default as it would be written in the variable; `None` when the default is no value.
+    written: fn() -> Option<String>,
+    /// The words README.md shows for a default that is no value.
+    in_words: Option<&'static str>,
+}
+
+impl About {
+    /// The default as README.md's table shows it: the value in backticks, or the words for a
+    /// default that is no value.
+    pub fn shown_default(&self) -> String {
+        match self.in_words {
+            Some(words) => words.to_string(),
+            None => format!("`{}`", (self.written)().unwrap_or_default()),
+        }
+    }
 }
 
 /// One setting: what is said about it, its value when unset, and its parser (which names the
@@ -42,243 +66,319 @@ impl<T> Def<T> {
     }
 }
 
+/// The table's grammar, one entry per setting:
+///
+/// ```text
+/// table {
+///     CONST: Type [=> settings_field] {
+///         name: "PGPOOL_…", default: value, [in_words: "…",] doc: "…", parse: parser,
+///     }
+///     …
+/// }
+/// derived { settings_field: Type = fn(&Env) -> Result<Type>, … }
+/// ```
+///
+/// `derived` lists the fields that come from more than one variable, each with the hand-written
+/// function that reads it. A `macro_rules!` rather than a proc-macro (a crate of its own and syn
+/// to build, for one table) or clap's `env` (clap reads the process environment, not our `Env`
+/// map, and puts the rejected value in its errors).
+macro_rules! settings {
+    (
+        table {$(
+            $(#[$attr:meta])*
+            $def:ident: $ty:ty $(=> $field:ident)? {
+                name: $name:literal,
+                default: $default:expr,
+                $(in_words: $words:literal,)?
+                doc: $doc:literal,
+                parse: $parse:expr $(,)?
+            }
+        )*}
+        derived {
+            $(
+                $(#[$dattr:meta])*
+                $dfield:ident: $dty:ty = $dfn:path,
+            )*
+        }
+    ) => {
+        $(
+            $(#[$attr])*
+            pub const $def: Def<$ty> = Def {
+                about: About {
+                    name: $name,
+                    doc: $doc,
+                    written: || {
+                        let default: $ty = $default;
+                        AsWritten::as_written(&default)
+                    },
+                    in_words: [$(Some($words),)? None][0],
+                },
+                unset: || $default,
+                parse: $parse,
+            };
+        )*
+
+        /// Every setting, in README.md's order.
+        pub const ALL: &[&About] = &[$(&$def.about),*];
+
+        /// Everything the launcher was told, already validated.
+        #[derive(Debug, Clone)]
+        pub struct Settings {
+            $($(
+                #[doc = concat!("`", $name, "`: ", $doc, ".")]
+                pub $field: $ty,
+            )?)*
+            $(
+                $(#[$dattr])*
+                pub $dfield: $dty,
+            )*
+        }
+
+        impl Settings {
+            /// Each field in the table's order, then the derived ones.
+            fn read_table(env: &Env) -> Result<Settings> {
+                Ok(Settings {
+                    $($($field: $def.read(env)?,)?)*
+                    $($dfield: $dfn(env)?,)*
+                })
+            }
+        }
+
+        /// Each setting's written default, read back by its own parser, is its default.
+        #[cfg(test)]
+        fn written_defaults_parse_back() {
+            $(written_default_parses_back(&$def);)*
+        }
+    };
+}
+
 pub const DEFAULT_PORT: u16 = 5432;
 
-pub const ENABLED: Def<bool> = Def {
-    about: About {
-        name: "PGPOOL_ENABLED",
-        default: "on",
-        doc: "1/true/on/yes or 0/false/off/no; off runs COMMAND untouched (exec, no pgpool)",
-    },
-    unset: || true,
-    parse: parse_bool,
-};
+settings! {
+    table {
+        /// Not a field: [`enabled`] reads it alone, because when it is off nothing else is read.
+        ENABLED: bool {
+            name: "PGPOOL_ENABLED",
+            default: true,
+            doc: "1/true/on/yes or 0/false/off/no; off runs COMMAND untouched (exec, no pgpool)",
+            parse: parse_bool,
+        }
+        URLS: Vec<String> => url_vars {
+            name: "PGPOOL_URLS",
+            default: vec!["DATABASE_URL".to_string()],
+            doc: "names of the variables holding postgres URLs: the primary first, then followers",
+            parse: url_vars,
+        }
+        PORT: u16 => port {
+            name: "PGPOOL_PORT",
+            default: DEFAULT_PORT,
+            doc: "the port pgpool listens on, on 127.0.0.1 (1024-65535)",
+            parse: parse_port,
+        }
+        /// Unset, `pgpool::locate` searches.
+        BIN: Option<PathBuf> => bin {
+            name: "PGPOOL_BIN",
+            default: None,
+            in_words: "search",
+            doc: "the pgpool executable (else $HOME/.apt, the buildpack's own, PATH, /usr/sbin)",
+            parse: |var, v| path(var, v).map(Some),
+        }
+        READY_TIMEOUT: Duration => ready_timeout {
+            name: "PGPOOL_READY_TIMEOUT",
+            default: Duration::from_secs(10),
+            doc: "seconds pgpool gets to serve its first real query (0.1-3600)",
+            parse: seconds,
+        }
+        STOP_TIMEOUT: Duration => stop_timeout {
+            name: "PGPOOL_STOP_TIMEOUT",
+            default: Duration::from_secs(5),
+            doc: "seconds pgpool gets to exit after SIGINT before its group is SIGKILLed (0.1-3600)",
+            parse: seconds,
+        }
+        APP_STOP_TIMEOUT: Duration => app_stop_timeout {
+            name: "PGPOOL_APP_STOP_TIMEOUT",
+            default: Duration::from_secs(20),
+            doc: "seconds the app gets after SIGTERM when the launcher must stop it (0.1-3600)",
+            parse: seconds,
+        }
+        NUM_INIT_CHILDREN: u32 => num_init_children {
+            name: "PGPOOL_NUM_INIT_CHILDREN",
+            default: 32,
+            doc: "pgpool's num_init_children: concurrent sessions, each on every node (1-1000)",
+            parse: |var, v| whole_number(var, v, 1..=1000),
+        }
+        MAX_POOL: u32 => max_pool {
+            name: "PGPOOL_MAX_POOL",
+            default: 1,
+            doc: "pgpool's max_pool (1-32)",
+            parse: |var, v| whole_number(var, v, 1..=32),
+        }
+        MAX_LAG: Option<u64> => max_lag_bytes {
+            name: "PGPOOL_MAX_LAG",
+            default: None,
+            in_words: "unset",
+            doc: "bytes of WAL (kB/MB/GB) a follower may lag before it gets no reads",
+            parse: |var, v| parse_bytes(var, v).map(Some),
+        }
+        /// `None` = off.
+        METRICS_INTERVAL: Option<Duration> => metrics_interval {
+            name: "PGPOOL_METRICS_INTERVAL",
+            default: Some(Duration::from_secs(60)),
+            doc: "seconds between metrics lines; 0 turns them off (0-86400)",
+            parse: |var, v| seconds_or_off(var, v, 86_400),
+        }
+        /// `None` = off.
+        STUCK_TIMEOUT: Option<Duration> => stuck_timeout {
+            name: "PGPOOL_STUCK_TIMEOUT",
+            default: Some(Duration::from_secs(5)),
+            doc: "seconds before a pgpool child stuck reading a server is SIGKILLed; 0 = off (0-3600)",
+            parse: |var, v| seconds_or_off(var, v, 3600),
+        }
+        MAX_CONNECTIONS_SHARE: f64 => max_connections_share {
+            name: "PGPOOL_MAX_CONNECTIONS_SHARE",
+            default: 0.5,
+            doc: "warn when pgpool may hold more than this share of a node's max_connections",
+            parse: |var, v| match v.trim().parse::<f64>() {
+                Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
+                _ => bail!("{var}: must be a fraction above 0 and at most 1, like 0.5"),
+            },
+        }
+        MODE: Mode => mode {
+            name: "PGPOOL_MODE",
+            default: Mode::Streaming,
+            doc: "streaming (followers stream from the primary) or logical (followers are logical copies)",
+            parse: |var, v| match v.trim() {
+                "streaming" => Ok(Mode::Streaming),
+                "logical" => Ok(Mode::Logical),
+                _ => bail!("{var}: must be streaming or logical"),
+            },
+        }
+        /// Reads naming one of these go to the primary.
+        PRIMARY_TABLES: Vec<Table> => primary_tables {
+            name: "PGPOOL_PRIMARY_TABLES",
+            default: Vec::new(),
+            in_words: "none",
+            doc: "tables whose reads always go to the primary: names, comma-separated (carts,public.sessions)",
+            parse: primary_tables,
+        }
+        LOG_LEVEL: LogLevel => log_level {
+            name: "PGPOOL_LOG_LEVEL",
+            default: LogLevel::Info,
+            doc: "error, warn, info or debug (debug includes every line pgpool prints)",
+            parse: log_level,
+        }
+        /// Not a field: `runtime_parent` derives from it.
+        RUNTIME_DIR: Option<PathBuf> {
+            name: "PGPOOL_RUNTIME_DIR",
+            default: None,
+            in_words: "`$TMPDIR` or `/tmp`",
+            doc: "where the private runtime directory is created (absolute, at most about 68 bytes)",
+            parse: |var, v| path(var, v).map(Some),
+        }
+        CONF_TEMPLATE: Option<PathBuf> => conf_template {
+            name: "PGPOOL_CONF_TEMPLATE",
+            default: None,
+            in_words: "built in",
+            doc: "for experts: a tera template file replacing the built-in pgpool.conf one",
+            parse: |var, v| path(var, v).map(Some),
+        }
+    }
+    derived {
+        /// Where the private runtime directory is created (`PGPOOL_RUNTIME_DIR`, else `TMPDIR`).
+        runtime_parent: PathBuf = runtime_parent_from_env,
+    }
+}
 
-pub const URLS: Def<Vec<String>> = Def {
-    about: About {
-        name: "PGPOOL_URLS",
-        default: "`DATABASE_URL`",
-        doc: "names of the variables holding postgres URLs: the primary first, then followers",
-    },
-    unset: || vec!["DATABASE_URL".to_string()],
-    parse: url_vars,
-};
+/// A default as it would be written in its variable, so that README.md and `--help` show the
+/// real value; `None` for a default that is no value (nothing set, nothing listed).
+trait AsWritten {
+    fn as_written(&self) -> Option<String>;
+}
 
-pub const PORT: Def<u16> = Def {
-    about: About {
-        name: "PGPOOL_PORT",
-        default: "`5432`",
-        doc: "the port pgpool listens on, on 127.0.0.1 (1024-65535)",
-    },
-    unset: || DEFAULT_PORT,
-    parse: parse_port,
-};
+impl AsWritten for bool {
+    fn as_written(&self) -> Option<String> {
+        Some(if *self { "on" } else { "off" }.to_string())
+    }
+}
 
-pub const BIN: Def<Option<PathBuf>> = Def {
-    about: About {
-        name: "PGPOOL_BIN",
-        default: "search",
-        doc: "the pgpool executable (else $HOME/.apt, the buildpack's own, PATH, /usr/sbin)",
-    },
-    unset: || None,
-    parse: |var, v| path(var, v).map(Some),
-};
+macro_rules! as_written_by_display {
+    ($($t:ty),*) => {$(
+        impl AsWritten for $t {
+            fn as_written(&self) -> Option<String> {
+                Some(self.to_string())
+            }
+        }
+    )*};
+}
+as_written_by_display!(u16, u32, u64, f64);
 
-pub const READY_TIMEOUT: Def<Duration> = Def {
-    about: About {
-        name: "PGPOOL_READY_TIMEOUT",
-        default: "`10`",
-        doc: "seconds pgpool gets to serve its first real query (0.1-3600)",
-    },
-    unset: || Duration::from_secs(10),
-    parse: seconds,
-};
+/// In seconds, as every duration setting is written.
+impl AsWritten for Duration {
+    fn as_written(&self) -> Option<String> {
+        Some(self.as_secs_f64().to_string())
+    }
+}
 
-pub const STOP_TIMEOUT: Def<Duration> = Def {
-    about: About {
-        name: "PGPOOL_STOP_TIMEOUT",
-        default: "`5`",
-        doc: "seconds pgpool gets to exit after SIGINT before its group is SIGKILLed (0.1-3600)",
-    },
-    unset: || Duration::from_secs(5),
-    parse: seconds,
-};
+impl AsWritten for PathBuf {
+    fn as_written(&self) -> Option<String> {
+        Some(self.display().to_string())
+    }
+}
 
-pub const APP_STOP_TIMEOUT: Def<Duration> = Def {
-    about: About {
-        name: "PGPOOL_APP_STOP_TIMEOUT",
-        default: "`20`",
-        doc: "seconds the app gets after SIGTERM when the launcher must stop it (0.1-3600)",
-    },
-    unset: || Duration::from_secs(20),
-    parse: seconds,
-};
+impl<T: AsWritten> AsWritten for Option<T> {
+    fn as_written(&self) -> Option<String> {
+        self.as_ref().and_then(T::as_written)
+    }
+}
 
-pub const NUM_INIT_CHILDREN: Def<u32> = Def {
-    about: About {
-        name: "PGPOOL_NUM_INIT_CHILDREN",
-        default: "`32`",
-        doc: "pgpool's num_init_children: concurrent sessions, each on every node (1-1000)",
-    },
-    unset: || 32,
-    parse: |var, v| whole_number(var, v, 1..=1000),
-};
+impl AsWritten for Vec<String> {
+    fn as_written(&self) -> Option<String> {
+        (!self.is_empty()).then(|| self.join(" "))
+    }
+}
 
-pub const MAX_POOL: Def<u32> = Def {
-    about: About {
-        name: "PGPOOL_MAX_POOL",
-        default: "`1`",
-        doc: "pgpool's max_pool (1-32)",
-    },
-    unset: || 1,
-    parse: |var, v| whole_number(var, v, 1..=32),
-};
+impl AsWritten for Vec<Table> {
+    fn as_written(&self) -> Option<String> {
+        let names = self.iter().map(|t| match &t.schema {
+            Some(schema) => format!("{schema}.{}", t.name),
+            None => t.name.clone(),
+        });
+        (!self.is_empty()).then(|| names.collect::<Vec<_>>().join(","))
+    }
+}
 
-pub const MAX_LAG: Def<Option<u64>> = Def {
-    about: About {
-        name: "PGPOOL_MAX_LAG",
-        default: "unset",
-        doc: "bytes of WAL (kB/MB/GB) a follower may lag before it gets no reads",
-    },
-    unset: || None,
-    parse: |var, v| parse_bytes(var, v).map(Some),
-};
+impl AsWritten for Mode {
+    fn as_written(&self) -> Option<String> {
+        Some(match self {
+            Mode::Streaming => "streaming".to_string(),
+            Mode::Logical => "logical".to_string(),
+        })
+    }
+}
 
-pub const METRICS_INTERVAL: Def<Option<Duration>> = Def {
-    about: About {
-        name: "PGPOOL_METRICS_INTERVAL",
-        default: "`60`",
-        doc: "seconds between metrics lines; 0 turns them off (0-86400)",
-    },
-    unset: || Some(Duration::from_secs(60)),
-    parse: |var, v| seconds_or_off(var, v, 86_400),
-};
+impl AsWritten for LogLevel {
+    fn as_written(&self) -> Option<String> {
+        let word = match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        };
+        Some(word.to_string())
+    }
+}
 
-pub const STUCK_TIMEOUT: Def<Option<Duration>> = Def {
-    about: About {
-        name: "PGPOOL_STUCK_TIMEOUT",
-        default: "`5`",
-        doc: "seconds before a pgpool child stuck reading a server is SIGKILLed; 0 = off (0-3600)",
-    },
-    unset: || Some(Duration::from_secs(5)),
-    parse: |var, v| seconds_or_off(var, v, 3600),
-};
-
-pub const MAX_CONNECTIONS_SHARE: Def<f64> = Def {
-    about: About {
-        name: "PGPOOL_MAX_CONNECTIONS_SHARE",
-        default: "`0.5`",
-        doc: "warn when pgpool may hold more than this share of a node's max_connections",
-    },
-    unset: || 0.5,
-    parse: |var, v| match v.trim().parse::<f64>() {
-        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
-        _ => bail!("{var}: must be a fraction above 0 and at most 1, like 0.5"),
-    },
-};
-
-pub const MODE: Def<Mode> = Def {
-    about: About {
-        name: "PGPOOL_MODE",
-        default: "`streaming`",
-        doc: "streaming (followers stream from the primary) or logical (followers are logical copies)",
-    },
-    unset: || Mode::Streaming,
-    parse: |var, v| match v.trim() {
-        "streaming" => Ok(Mode::Streaming),
-        "logical" => Ok(Mode::Logical),
-        _ => bail!("{var}: must be streaming or logical"),
-    },
-};
-
-pub const PRIMARY_TABLES: Def<Vec<Table>> = Def {
-    about: About {
-        name: "PGPOOL_PRIMARY_TABLES",
-        default: "none",
-        doc: "tables whose reads always go to the primary: names, comma-separated (carts,public.sessions)",
-    },
-    unset: Vec::new,
-    parse: primary_tables,
-};
-
-pub const LOG_LEVEL: Def<LogLevel> = Def {
-    about: About {
-        name: "PGPOOL_LOG_LEVEL",
-        default: "`info`",
-        doc: "error, warn, info or debug (debug includes every line pgpool prints)",
-    },
-    unset: || LogLevel::Info,
-    parse: log_level,
-};
-
-pub const RUNTIME_DIR: Def<Option<PathBuf>> = Def {
-    about: About {
-        name: "PGPOOL_RUNTIME_DIR",
-        default: "`$TMPDIR` or `/tmp`",
-        doc: "where the private runtime directory is created (absolute, at most about 68 bytes)",
-    },
-    unset: || None,
-    parse: |var, v| path(var, v).map(Some),
-};
-
-pub const CONF_TEMPLATE: Def<Option<PathBuf>> = Def {
-    about: About {
-        name: "PGPOOL_CONF_TEMPLATE",
-        default: "built in",
-        doc: "for experts: a tera template file replacing the built-in pgpool.conf one",
-    },
-    unset: || None,
-    parse: |var, v| path(var, v).map(Some),
-};
-
-/// Every setting, in README.md's order.
-pub const ALL: &[&About] = &[
-    &ENABLED.about,
-    &URLS.about,
-    &PORT.about,
-    &BIN.about,
-    &READY_TIMEOUT.about,
-    &STOP_TIMEOUT.about,
-    &APP_STOP_TIMEOUT.about,
-    &NUM_INIT_CHILDREN.about,
-    &MAX_POOL.about,
-    &MAX_LAG.about,
-    &METRICS_INTERVAL.about,
-    &STUCK_TIMEOUT.about,
-    &MAX_CONNECTIONS_SHARE.about,
-    &MODE.about,
-    &PRIMARY_TABLES.about,
-    &LOG_LEVEL.about,
-    &RUNTIME_DIR.about,
-    &CONF_TEMPLATE.about,
-];
-
-/// Everything the launcher was told, already validated.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Names of the variables holding the backend URLs; the first is the primary.
-    pub url_vars: Vec<String>,
-    pub port: u16,
-    /// When unset, `pgpool::locate` searches.
-    pub bin: Option<PathBuf>,
-    pub conf_template: Option<PathBuf>,
-    /// Where the private runtime directory is created (`PGPOOL_RUNTIME_DIR`, else `TMPDIR`).
-    pub runtime_parent: PathBuf,
-    pub ready_timeout: Duration,
-    pub stop_timeout: Duration,
-    pub app_stop_timeout: Duration,
-    pub num_init_children: u32,
-    pub max_pool: u32,
-    pub log_level: LogLevel,
-    pub max_lag_bytes: Option<u64>,
-    /// `None` = off.
-    pub metrics_interval: Option<Duration>,
-    /// `None` = off.
-    pub stuck_timeout: Option<Duration>,
-    pub max_connections_share: f64,
-    pub mode: Mode,
-    /// Reads naming one of these go to the primary.
-    pub primary_tables: Vec<Table>,
+#[cfg(test)]
+fn written_default_parses_back<T: PartialEq + std::fmt::Debug>(def: &Def<T>) {
+    if let Some(written) = (def.about.written)() {
+        let read = (def.parse)(def.about.name, &written);
+        assert_eq!(
+            read.ok(),
+            Some((def.unset)()),
+            "{}={written}",
+            def.about.name
+        );
+    }
 }
 
 /// How the followers get the primary's data, which decides how pgpool finds the primary.
@@ -307,45 +407,28 @@ pub fn enabled(env: &Env) -> Result<bool> {
 
 impl Settings {
     pub fn from_env(env: &Env) -> Result<Settings> {
-        let url_vars = URLS.read(env)?;
-        let port = PORT.read(env)?;
-        let bin = BIN.read(env)?;
-        let conf_template = CONF_TEMPLATE.read(env)?;
-        let runtime_parent = match RUNTIME_DIR.read(env)? {
-            Some(p) => runtime_parent(RUNTIME_DIR.about.name, p, port)?,
-            None => match env.get("TMPDIR")? {
-                Some(v) => runtime_parent("TMPDIR", path("TMPDIR", v)?, port)?,
-                None => PathBuf::from("/tmp"),
-            },
-        };
-        let mode = MODE.read(env)?;
-        let max_lag_bytes = MAX_LAG.read(env)?;
-        if mode == Mode::Logical && max_lag_bytes.is_some() {
+        let s = Settings::read_table(env)?;
+        if s.mode == Mode::Logical && s.max_lag_bytes.is_some() {
             bail!(
                 "{}: cannot be used with {}=logical: pgpool reads a follower's lag from the primary's pg_stat_replication, which has no row for a logical copy",
                 MAX_LAG.about.name,
                 MODE.about.name
             );
         }
-        Ok(Settings {
-            url_vars,
-            port,
-            bin,
-            conf_template,
-            runtime_parent,
-            ready_timeout: READY_TIMEOUT.read(env)?,
-            stop_timeout: STOP_TIMEOUT.read(env)?,
-            app_stop_timeout: APP_STOP_TIMEOUT.read(env)?,
-            num_init_children: NUM_INIT_CHILDREN.read(env)?,
-            max_pool: MAX_POOL.read(env)?,
-            log_level: LOG_LEVEL.read(env)?,
-            max_lag_bytes,
-            metrics_interval: METRICS_INTERVAL.read(env)?,
-            stuck_timeout: STUCK_TIMEOUT.read(env)?,
-            max_connections_share: MAX_CONNECTIONS_SHARE.read(env)?,
-            mode,
-            primary_tables: PRIMARY_TABLES.read(env)?,
-        })
+        Ok(s)
+    }
+}
+
+/// `PGPOOL_RUNTIME_DIR`, else `TMPDIR`, else `/tmp`. The port is read again here (the table
+/// has read it already, so this cannot fail on it) because the socket names hold it.
+fn runtime_parent_from_env(env: &Env) -> Result<PathBuf> {
+    let port = PORT.read(env)?;
+    match RUNTIME_DIR.read(env)? {
+        Some(p) => runtime_parent(RUNTIME_DIR.about.name, p, port),
+        None => match env.get("TMPDIR")? {
+            Some(v) => runtime_parent("TMPDIR", path("TMPDIR", v)?, port),
+            None => Ok(PathBuf::from("/tmp")),
+        },
     }
 }
 
@@ -745,12 +828,9 @@ mod tests {
     }
 
     #[test]
-    fn every_definition_is_listed_and_read() {
-        let source = include_str!("settings.rs");
-        let split = source.find("#[cfg(test)]").unwrap();
-        let defined = source[..split].matches("        name: \"PGPOOL_").count();
-        assert_eq!(defined, ALL.len(), "a setting is defined but not in ALL");
-        // Each listed setting is parsed: set but empty, it is an error naming it.
+    fn every_setting_is_read() {
+        // Set but empty, each listed setting is an error naming it: so each is parsed by
+        // `enabled` (read alone) or by `from_env`.
         for about in ALL {
             let bad = env(&[(about.name, "")]);
             let e = match about.name {
@@ -763,7 +843,46 @@ mod tests {
     }
 
     #[test]
+    fn a_written_default_reads_back_as_the_default() {
+        written_defaults_parse_back();
+    }
+
+    #[test]
+    fn defaults_are_shown_as_written_or_in_words_for_no_value() {
+        let shown: Vec<(&str, String)> = ALL.iter().map(|a| (a.name, a.shown_default())).collect();
+        let get = |name: &str| shown.iter().find(|(n, _)| *n == name).unwrap().1.as_str();
+        assert_eq!(get("PGPOOL_STOP_TIMEOUT"), "`5`");
+        assert_eq!(get("PGPOOL_MAX_CONNECTIONS_SHARE"), "`0.5`");
+        assert_eq!(get("PGPOOL_URLS"), "`DATABASE_URL`");
+        assert_eq!(get("PGPOOL_ENABLED"), "`on`");
+        let unset = Settings::from_env(&env(&[])).unwrap();
+        for about in ALL {
+            let Some(words) = about.in_words else {
+                assert!((about.written)().is_some(), "{}", about.name);
+                continue;
+            };
+            // Words only for a default that is no value, and each word says what happens.
+            assert_eq!((about.written)(), None, "{}", about.name);
+            match (about.name, words) {
+                ("PGPOOL_BIN", "search") => assert_eq!(unset.bin, None),
+                ("PGPOOL_MAX_LAG", "unset") => assert_eq!(unset.max_lag_bytes, None),
+                ("PGPOOL_PRIMARY_TABLES", "none") => assert!(unset.primary_tables.is_empty()),
+                ("PGPOOL_CONF_TEMPLATE", "built in") => assert_eq!(unset.conf_template, None),
+                ("PGPOOL_RUNTIME_DIR", "`$TMPDIR` or `/tmp`") => {
+                    assert_eq!(unset.runtime_parent, PathBuf::from("/tmp"));
+                    let s = Settings::from_env(&env(&[("TMPDIR", "/var/tmp")])).unwrap();
+                    assert_eq!(s.runtime_parent, PathBuf::from("/var/tmp"));
+                }
+                other => panic!("{other:?}: say in this test what these words mean"),
+            }
+        }
+    }
+
+    #[test]
     fn readme_settings_table_matches_the_definitions() {
+        // README.md is data here: its settings table, in order, with each default as the
+        // definitions show it. Its third column is fuller prose than `--help`'s one-line doc, so
+        // it is not compared.
         let readme = include_str!("../../README.md");
         let rows: Vec<(String, String)> = readme
             .lines()
@@ -775,7 +894,7 @@ mod tests {
             .collect();
         let defs: Vec<(String, String)> = ALL
             .iter()
-            .map(|a| (a.name.to_string(), a.default.to_string()))
+            .map(|a| (a.name.to_string(), a.shown_default()))
             .collect();
         assert_eq!(rows, defs, "README.md's settings table (name, default)");
     }
