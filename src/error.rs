@@ -16,6 +16,10 @@ pub fn line(err: &anyhow::Error) -> String {
 
 /// clap's own errors take several lines (message, usage, hint). `--help` and `--version` stay
 /// as clap prints them; a real usage error becomes our one line, with clap's exit code 2.
+#[expect(
+    clippy::exit,
+    reason = "a usage error comes before anything is started, so there is nothing to clean up"
+)]
 pub fn usage_exit(e: clap::Error) -> ! {
     use clap::error::ErrorKind as K;
     if matches!(
