@@ -339,10 +339,7 @@ impl AsWritten for Vec<String> {
 
 impl AsWritten for Vec<Table> {
     fn as_written(&self) -> Option<String> {
-        let names = self.iter().map(|t| match &t.schema {
-            Some(schema) => format!("{schema}.{}", t.name),
-            None => t.name.clone(),
-        });
+        let names = self.iter().map(|t| t.name.as_str());
         (!self.is_empty()).then(|| names.collect::<Vec<_>>().join(","))
     }
 }
@@ -392,11 +389,11 @@ pub enum Mode {
     Logical,
 }
 
-/// A table of `PGPOOL_PRIMARY_TABLES`: an unquoted SQL identifier, optionally after its
-/// schema's.
+/// A table of `PGPOOL_PRIMARY_TABLES`: an unquoted SQL identifier. A `schema.` before it is
+/// checked and dropped: pgpool matches words in the SQL text, so it cannot tell schemas apart
+/// (README.md, "Routing").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
-    pub schema: Option<String>,
     pub name: String,
 }
 
@@ -449,13 +446,8 @@ fn primary_tables(var: &str, raw: &str) -> Result<Vec<Table>> {
                 i + 1
             );
         }
-        let (schema, name) = match parts[..] {
-            [name] => (None, name),
-            [schema, name] => (Some(schema.to_string()), name),
-            _ => unreachable!("checked above"),
-        };
+        let name = parts[parts.len() - 1];
         tables.push(Table {
-            schema,
             name: name.to_string(),
         });
     }
@@ -654,17 +646,12 @@ mod tests {
             " carts, public.sessions ,job$status",
         )]))
         .unwrap();
-        let t = |schema: Option<&str>, name: &str| Table {
-            schema: schema.map(str::to_string),
+        let t = |name: &str| Table {
             name: name.to_string(),
         };
         assert_eq!(
             s.primary_tables,
-            vec![
-                t(None, "carts"),
-                t(Some("public"), "sessions"),
-                t(None, "job$status")
-            ]
+            vec![t("carts"), t("sessions"), t("job$status")]
         );
         assert!(err(&[("PGPOOL_PRIMARY_TABLES", " ")]).contains("is empty"));
         for (bad, entry) in [

@@ -292,11 +292,9 @@ mod tests {
         );
         let tables = [
             Table {
-                schema: None,
                 name: "carts".into(),
             },
             Table {
-                schema: Some("public".into()),
                 name: "job$status".into(),
             },
         ];
