@@ -8,6 +8,7 @@ use url::{Host, Url};
 
 use super::Env;
 use super::conf_value::conf_safe;
+use super::settings::URLS;
 use super::tls::{Defaults, Tls};
 use crate::secret::Secret;
 
@@ -52,10 +53,13 @@ pub fn resolve(vars: &[String], env: &Env, tls: &Defaults) -> Result<Vec<Backend
     let mut backends: Vec<Backend> = Vec::with_capacity(vars.len());
     for (i, var) in vars.iter().enumerate() {
         let value = match env.get(var)? {
-            None if env.contains("PGPOOL_URLS") => {
-                bail!("{var}: is not set (PGPOOL_URLS names it)")
+            None if env.contains(URLS.about.name) => {
+                bail!("{var}: is not set ({} names it)", URLS.about.name)
             }
-            None => bail!("{var}: is not set; set it or list URL variables in PGPOOL_URLS"),
+            None => bail!(
+                "{var}: is not set; set it or list URL variables in {}",
+                URLS.about.name
+            ),
             Some(v) if v.trim().is_empty() => bail!("{var}: is empty"),
             Some(v) => v,
         };
