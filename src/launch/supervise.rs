@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use crate::exit::Code;
-use crate::os::group::reap_strays;
+use crate::os::group::{self, reap_strays};
 use crate::os::signals::{Signals, is_terminating};
 use crate::os::spawn;
 use crate::pgpool::Pgpool;
@@ -68,11 +68,7 @@ impl App {
     }
 
     pub fn forward(&self, sig: Signal) {
-        match kill(self.pid, sig) {
-            // The app may have exited already; its exit is handled by the loop.
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => tracing::warn!(signal = %sig, error = %e, "forward-failed"),
-        }
+        forward(self.pid, sig);
     }
 
     pub async fn wait(&mut self) -> ExitStatus {
@@ -96,19 +92,31 @@ impl App {
     /// Waits up to `grace` for an app that was already told to stop, then SIGKILLs its whole
     /// process group (the one we made for it), so no worker of it is left behind.
     pub async fn wait_or_kill(&mut self, grace: Duration) -> ExitStatus {
-        match tokio::time::timeout(grace, self.wait()).await {
-            Ok(s) => s,
-            Err(_) => {
-                tracing::warn!(grace_s = grace.as_secs_f64(), "app-stop-timeout");
-                match nix::sys::signal::killpg(self.pid, Signal::SIGKILL) {
-                    Ok(()) | Err(Errno::ESRCH) => {}
-                    Err(e) => tracing::warn!(error = %e, "app-kill-failed"),
+        let pid = self.pid;
+        let deadline = tokio::time::Instant::now() + grace;
+        group::stop(pid, self.wait(), deadline, |step| match step {
+            group::Step::TimedOut => {
+                tracing::warn!(grace_s = grace.as_secs_f64(), "app-stop-timeout")
+            }
+            group::Step::Killed(failed) => {
+                if let Some(e) = failed {
+                    tracing::warn!(error = %e, "app-kill-failed");
                 }
                 // In case the app left its group (setsid): the leader itself.
-                self.forward(Signal::SIGKILL);
-                self.wait().await
+                forward(pid, Signal::SIGKILL);
             }
-        }
+            group::Step::MembersLeft | group::Step::NotEmpty => {}
+        })
+        .await
+    }
+}
+
+/// Sends the app a signal.
+fn forward(pid: Pid, sig: Signal) {
+    match kill(pid, sig) {
+        // The app may have exited already; its exit is handled by the loop.
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(signal = %sig, error = %e, "forward-failed"),
     }
 }
 

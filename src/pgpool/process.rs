@@ -145,39 +145,26 @@ impl Pgpool {
                 Err(e) => tracing::warn!(error = %e, "pgpool-signal-failed"),
             }
         }
-        if tokio::time::timeout_at(deadline, self.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(timeout_s = timeout.as_secs_f64(), "pgpool-stop-timeout");
-            self.signal(Signal::SIGKILL);
-            self.wait().await;
-        }
+        let pgid = self.pgid;
+        let tell = move |step| match step {
+            group::Step::TimedOut => {
+                tracing::warn!(timeout_s = timeout.as_secs_f64(), "pgpool-stop-timeout")
+            }
+            group::Step::Killed(Some(e)) => {
+                tracing::warn!(signal = %Signal::SIGKILL, error = %e, "pgpool-signal-failed")
+            }
+            group::Step::Killed(None) => {}
+            // pgpool's main process exits after its children; one left means main never
+            // signalled it (docs/pgpool.md, "Signals and stopping").
+            group::Step::MembersLeft => {
+                tracing::warn!(pgid = pgid.as_raw(), "pgpool-children-left")
+            }
+            group::Step::NotEmpty => tracing::warn!(pgid = pgid.as_raw(), "pgpool-group-not-empty"),
+        };
+        group::stop(pgid, self.wait(), deadline, tell).await;
         // The main process is gone; its children may not be yet (it was SIGKILLed, or is
-        // still winding them down). Wait for the group to empty, then force it.
-        for round in 0..2 {
-            for _ in 0..200 {
-                group::reap_strays(&[]);
-                if !group::has_live_members(self.pgid) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            if round == 0 {
-                // pgpool's main process exits after its children; one left means main never
-                // signalled it (docs/pgpool.md, "Signals and stopping").
-                tracing::warn!(pgid = self.pgid.as_raw(), "pgpool-children-left");
-                self.signal(Signal::SIGKILL);
-            }
-        }
-        tracing::warn!(pgid = self.pgid.as_raw(), "pgpool-group-not-empty");
-    }
-
-    /// Signals the whole group; a group already gone is not an error.
-    pub fn signal(&self, sig: Signal) {
-        if let Err(e) = group::signal(self.pgid, sig) {
-            tracing::warn!(signal = %sig, error = %e, "pgpool-signal-failed");
-        }
+        // still winding them down).
+        group::empty(pgid, tell).await;
     }
 }
 
