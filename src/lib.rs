@@ -9,7 +9,7 @@ pub mod config;
 pub mod error;
 pub mod exit;
 pub mod launch;
-mod log;
+pub mod log;
 mod os;
 pub mod pgpool;
 pub mod secret;

@@ -15,6 +15,7 @@ use tokio::process::{Child, Command};
 use super::guard::Guard;
 use super::relay;
 use super::runtime_dir::{File, RuntimeDir};
+use crate::log::{self, event};
 use crate::os::{group, spawn};
 use crate::secret::Secret;
 
@@ -142,24 +143,29 @@ impl Pgpool {
         if self.status.is_none() {
             match nix::sys::signal::kill(self.pgid, Signal::SIGINT) {
                 Ok(()) | Err(Errno::ESRCH) => {}
-                Err(e) => tracing::warn!(error = %e, "pgpool-signal-failed"),
+                Err(e) => event!(log::events::PGPOOL_SIGNAL_FAILED, error = %e),
             }
         }
         let pgid = self.pgid;
         let tell = move |step| match step {
             group::Step::TimedOut => {
-                tracing::warn!(timeout_s = timeout.as_secs_f64(), "pgpool-stop-timeout")
+                event!(
+                    log::events::PGPOOL_STOP_TIMEOUT,
+                    timeout_s = timeout.as_secs_f64()
+                )
             }
             group::Step::Killed(Some(e)) => {
-                tracing::warn!(signal = %Signal::SIGKILL, error = %e, "pgpool-signal-failed")
+                event!(log::events::PGPOOL_SIGNAL_FAILED, signal = %Signal::SIGKILL, error = %e)
             }
             group::Step::Killed(None) => {}
             // pgpool's main process exits after its children; one left means main never
             // signalled it (docs/pgpool.md, "Signals and stopping").
             group::Step::MembersLeft => {
-                tracing::warn!(pgid = pgid.as_raw(), "pgpool-children-left")
+                event!(log::events::PGPOOL_CHILDREN_LEFT, pgid = pgid.as_raw())
             }
-            group::Step::NotEmpty => tracing::warn!(pgid = pgid.as_raw(), "pgpool-group-not-empty"),
+            group::Step::NotEmpty => {
+                event!(log::events::PGPOOL_GROUP_NOT_EMPTY, pgid = pgid.as_raw())
+            }
         };
         group::stop(pgid, self.wait(), deadline, tell).await;
         // The main process is gone; its children may not be yet (it was SIGKILLed, or is

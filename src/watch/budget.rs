@@ -3,6 +3,7 @@
 //! only asks the primary and writes it.
 
 use crate::config::{Backend, Settings};
+use crate::log::{self, event};
 use crate::pgpool::sql;
 
 /// Backend connections this pgpool may hold on each node: every child keeps one to every node,
@@ -58,12 +59,17 @@ pub async fn log(port: u16, backends: &[Backend], settings: &Settings) {
             per_node,
             max_connections,
             share,
-        } => tracing::warn!(per_node, max_connections, share, "connection-budget-high"),
+        } => event!(
+            log::events::CONNECTION_BUDGET_HIGH,
+            per_node,
+            max_connections,
+            share
+        ),
         Verdict::Within {
             per_node,
             max_connections,
-        } => tracing::info!(per_node, max_connections, "connection-budget"),
-        Verdict::Unknown { per_node } => tracing::info!(per_node, "connection-budget"),
+        } => event!(log::events::CONNECTION_BUDGET, per_node, max_connections),
+        Verdict::Unknown { per_node } => event!(log::events::CONNECTION_BUDGET, per_node),
     }
 }
 

@@ -62,6 +62,7 @@ use tokio::time::Instant;
 
 use super::events;
 use crate::config::Backend;
+use crate::log::{self, event};
 use crate::pgpool::pcp::NodeState;
 use rule::{NodeAddrs, Shape, Watch, detached};
 use sample::{parent, sample};
@@ -86,10 +87,10 @@ async fn resolve(backends: &[Backend]) -> Vec<NodeAddrs> {
             _ => Vec::new(),
         };
         if addrs.is_empty() {
-            tracing::debug!(
+            event!(
+                log::events::STUCK_WATCHDOG_UNRESOLVED,
                 source = b.var.as_str(),
-                node = id,
-                "stuck-watchdog-unresolved"
+                node = id
             );
         }
         out.push(NodeAddrs { id, addrs });
@@ -128,9 +129,9 @@ impl Watchdog {
             // A few small reads of /proc: done in place, no thread of its own.
             let (children, blind) = sample(pgpool, port, !detached.is_empty());
             if blind && !said_blind {
-                tracing::warn!(
-                    reason = "this system does not let the launcher read /proc/PID/syscall of pgpool's children",
-                    "stuck-watchdog-blind"
+                event!(
+                    log::events::STUCK_WATCHDOG_BLIND,
+                    reason = "this system does not let the launcher read /proc/PID/syscall of pgpool's children"
                 );
                 said_blind = true;
             }
@@ -142,23 +143,23 @@ impl Watchdog {
                 let after_s = after.as_secs();
                 match shape {
                     Shape::IdleSession => {
-                        tracing::warn!(
+                        event!(
+                            log::events::PGPOOL_CHILD_STUCK,
                             pid,
                             killed,
                             after_s,
-                            shape = shape.name(),
-                            "pgpool-child-stuck"
+                            shape = shape.name()
                         )
                     }
-                    Shape::DetachedNode(id, how) => tracing::warn!(
+                    Shape::DetachedNode(id, how) => event!(
+                        log::events::PGPOOL_CHILD_STUCK,
                         pid,
                         killed,
                         after_s,
                         shape = shape.name(),
                         blocked = how.name(),
                         source = events::source(&backends, id),
-                        node = id,
-                        "pgpool-child-stuck"
+                        node = id
                     ),
                 }
             }
