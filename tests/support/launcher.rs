@@ -653,7 +653,7 @@ impl Live {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Children the launcher found stuck and SIGKILLed (src/stuck.rs).
+    /// Children the launcher found stuck and SIGKILLed (src/watch/stuck/).
     pub fn stuck_kills(&self) -> usize {
         let needle = format!(" at={} ", events::PGPOOL_CHILD_STUCK.name);
         self.log().matches(&needle).count()
