@@ -24,5 +24,5 @@ mod os;
 
 pub mod error;
 pub mod exit;
-mod log;
+pub mod log;
 pub mod secret;

@@ -1,6 +1,11 @@
 //! Log lines on stderr in Heroku's l2met style: `start-pgpool at=pgpool-ready level=info
 //! port=5432 ms=212`. The event's message is its `at=` name; fields follow as key=value.
 //! pgpool's own output is relayed with `at=pgpool`. Passwords are never fields (see Secret).
+//! Every `at=` name is in [`events`], and is logged with [`event!`].
+
+pub mod events;
+
+pub(crate) use events::event;
 
 use std::fmt::Write as _;
 
@@ -35,11 +40,12 @@ pub fn init(level: LogLevel) {
 
 /// One relayed line of pgpool output.
 pub fn pgpool_line(level: Level, line: &str) {
+    let at = events::PGPOOL.name;
     match level {
-        Level::ERROR => tracing::error!(line, "pgpool"),
-        Level::WARN => tracing::warn!(line, "pgpool"),
-        Level::INFO => tracing::info!(line, "pgpool"),
-        _ => tracing::debug!(line, "pgpool"),
+        Level::ERROR => tracing::error!(message = at, line),
+        Level::WARN => tracing::warn!(message = at, line),
+        Level::INFO => tracing::info!(message = at, line),
+        _ => tracing::debug!(message = at, line),
     }
 }
 
@@ -109,6 +115,55 @@ pub fn quote(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::events;
+
+    /// What the launcher writes for `log`, at every level.
+    fn written(log: impl FnOnce()) -> String {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .event_format(super::L2met)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(buf.lock().unwrap().clone()).unwrap()
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_event_is_written_at_its_catalogued_level() {
+        let source = "DATABASE_URL";
+        let out = written(|| {
+            super::event!(events::NODE_DOWN, source, node = 2);
+            super::event!(events::CONNECTION_BUDGET, per_node = 32);
+            super::event!(events::PGPOOL_STOPPED);
+            super::event!(events::POOL_NODES, nodes = "0:up/primary");
+            super::pgpool_line(tracing::Level::ERROR, "FATAL: x");
+        });
+        assert_eq!(
+            out,
+            "start-pgpool at=node-down level=warn source=DATABASE_URL node=2\n\
+             start-pgpool at=connection-budget level=info per_node=32\n\
+             start-pgpool at=pgpool-stopped level=info\n\
+             start-pgpool at=pool-nodes level=debug nodes=0:up/primary\n\
+             start-pgpool at=pgpool level=error line=\"FATAL: x\"\n"
+        );
+    }
+
     #[test]
     fn quotes_only_when_needed() {
         assert_eq!(super::quote("5432"), "5432");

@@ -16,7 +16,11 @@
 // for that alone. The suite uses every item of tests/support, so dead code is caught there.
 #[allow(dead_code)]
 mod support {
+    // Only the catalogue of log events is used here.
+    #[allow(unused_imports)]
+    pub mod api;
     pub mod cluster;
+    pub mod l2met;
     pub mod launcher;
     pub mod load;
     pub mod proc;
@@ -26,7 +30,9 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use support::api::events;
 use support::cluster::{self, Cluster};
+use support::l2met::{at, head};
 use support::launcher::*;
 use support::load::{Event, Load, Outcome, Protocol, Report, Who};
 
@@ -90,7 +96,7 @@ fn under_load(c: &Cluster, names: bool) -> (Live, Load) {
 fn under_load_with(l: Launcher, names: bool, mixed: bool) -> (Live, Load) {
     let live = Live::start(l);
     if names {
-        live.wait_log("follower-name", 2, Duration::from_secs(15));
+        live.wait_log(events::FOLLOWER_NAME, 2, Duration::from_secs(15));
     }
     let load = if mixed {
         Load::start(&live.url)
@@ -481,7 +487,7 @@ fn primary_promoted_after_pgpool_gave_up() {
         node_events(&log)
     );
     check_promotion(&p, &r, &live);
-    assert!(log.contains(" at=primary-adopted "), "{log}");
+    assert!(log.contains(&head(events::PRIMARY_ADOPTED)), "{log}");
 }
 
 /// Beyond scenario 3: the primary itself stops and starts again after pgpool's search for a
@@ -528,7 +534,7 @@ fn primary_restarted_after_pgpool_gave_up() {
         Report::describe(&late)
     );
     assert!(r.first_ok(Who::Writer, None, within).is_some(), "{log}");
-    assert!(log.contains(" at=primary-reattached "), "{log}");
+    assert!(log.contains(&head(events::PRIMARY_REATTACHED)), "{log}");
     check_no_stuck_kills(live.stuck_kills(), &log);
     assert!(
         followers_late > 0,
@@ -663,16 +669,16 @@ fn missing_pg_monitor_is_logged_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let live = Live::start(launcher(&c));
-    live.wait_log("replication-state-hidden", 1, Duration::from_secs(15));
+    live.wait_log(events::REPLICATION_STATE_HIDDEN, 1, Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(1));
     let mut live = live;
     let log = live.stop();
     let lines: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("at=replication-state-hidden"))
+        .filter(|l| l.contains(&head(events::REPLICATION_STATE_HIDDEN)))
         .collect();
     assert_eq!(lines.len(), 1, "{log}");
     assert!(lines[0].contains("level=warn"), "{log}");
     assert!(lines[0].contains("GRANT pg_monitor TO app"), "{log}");
-    assert!(!log.contains("at=follower-name"), "{log}");
+    assert!(!log.contains(&at(events::FOLLOWER_NAME)), "{log}");
 }

@@ -11,7 +11,11 @@
 
 #[allow(dead_code)]
 mod support {
+    // Only the catalogue of log events is used here.
+    #[allow(unused_imports)]
+    pub mod api;
     pub mod cluster;
+    pub mod l2met;
     pub mod launcher;
     pub mod load;
     pub mod netns;
@@ -23,7 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use support::api::events;
 use support::cluster::Cluster;
+use support::l2met::head;
 use support::launcher::*;
 use support::load::{Event, Load, Outcome, Protocol, Report, Who};
 
@@ -137,7 +143,7 @@ fn scenario_on(node: usize, fault: Fault, length: Duration, bin: &Path) -> Figur
     let mut l = Launcher::new(&c);
     l.set("PGPOOL_NUM_INIT_CHILDREN", "16").use_pgpool(bin);
     let live = Live::start(l);
-    live.wait_log("follower-name", 2, Duration::from_secs(15));
+    live.wait_log(events::FOLLOWER_NAME, 2, Duration::from_secs(15));
     let load = Load::start(&live.url);
     std::thread::sleep(Duration::from_secs(3));
     let rundir = live
@@ -151,7 +157,8 @@ fn scenario_on(node: usize, fault: Fault, length: Duration, bin: &Path) -> Figur
     c.node(node, on);
     let (mut detached, mut event) = (None, None);
     let source = format!(" source={} ", source_var(node));
-    let is_down = |l: &str| l.contains(" at=node-down ") && l.contains(&source);
+    let node_down = head(events::NODE_DOWN);
+    let is_down = |l: &str| l.contains(&node_down) && l.contains(&source);
     // Bounded: length / 100 ms steps.
     while load.now() < t_fault + length {
         if detached.is_none()
@@ -173,11 +180,15 @@ fn scenario_on(node: usize, fault: Fault, length: Duration, bin: &Path) -> Figur
     drop(live);
     let detached_kills = log
         .lines()
-        .filter(|l| l.contains(" at=pgpool-child-stuck ") && l.contains(" shape=detached-node "))
+        .filter(|l| {
+            l.contains(&head(events::PGPOOL_CHILD_STUCK)) && l.contains(" shape=detached-node ")
+        })
         .count();
     let connect_kills = log
         .lines()
-        .filter(|l| l.contains(" at=pgpool-child-stuck ") && l.contains(" blocked=connect "))
+        .filter(|l| {
+            l.contains(&head(events::PGPOOL_CHILD_STUCK)) && l.contains(" blocked=connect ")
+        })
         .count();
 
     let mut waits: HashMap<&'static str, Waits> = HashMap::new();
@@ -388,7 +399,7 @@ impl Figures {
             let kills: Vec<&str> = self
                 .log
                 .lines()
-                .filter(|l| l.contains(" at=pgpool-child-stuck "))
+                .filter(|l| l.contains(&head(events::PGPOOL_CHILD_STUCK)))
                 .collect();
             eprintln!("KILLS:\n{}", kills.join("\n"));
         }
@@ -565,7 +576,7 @@ fn new_sessions_during_a_cut_are_served_once_the_follower_is_detached() {
     l.set("PGPOOL_NUM_INIT_CHILDREN", "16")
         .set("PGPOOL_LOG_LEVEL", "debug");
     let live = Live::start(l);
-    live.wait_log("follower-name", 2, Duration::from_secs(15));
+    live.wait_log(events::FOLLOWER_NAME, 2, Duration::from_secs(15));
     let rundir = live
         .launcher()
         .runtime_dir()

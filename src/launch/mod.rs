@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 use crate::cli::{Cli, Sub};
 use crate::config::{Backend, Env, Settings, backends, settings, tls};
 use crate::exit::Code;
+use crate::log::{self, event};
 use crate::os::group::reap_strays;
 use crate::os::signals::{Signals, is_terminating};
 use crate::pgpool::pcp::{Credentials, Pcp};
@@ -169,7 +170,7 @@ async fn serve(launch: Launch<'_>, mut signals: Signals) -> Result<Code> {
             Err(anyhow!("pgpool exited during start ({status}){why}"))
         }
         sig = until_terminating(&mut signals, pgpool_pid) => {
-            tracing::info!(signal = %sig, "stopped-before-ready");
+            event!(log::events::STOPPED_BEFORE_READY, signal = %sig);
             pgpool.stop(settings.stop_timeout).await;
             return Ok(Code::from_signal(sig as i32));
         }
@@ -190,16 +191,16 @@ async fn serve(launch: Launch<'_>, mut signals: Signals) -> Result<Code> {
         }
     };
     let up = nodes.iter().filter(|n| n.is_up()).count();
-    tracing::info!(
+    event!(
+        log::events::PGPOOL_READY,
         port = settings.port,
         nodes = nodes.len(),
         up,
-        ms = started.elapsed().as_millis() as u64,
-        "pgpool-ready"
+        ms = started.elapsed().as_millis() as u64
     );
     for n in nodes.iter().filter(|n| !n.is_up()) {
         if let Some(b) = backends.get(n.id) {
-            tracing::warn!(source = b.var.as_str(), "follower-down");
+            event!(log::events::FOLLOWER_DOWN, source = b.var.as_str());
         }
     }
     // Beside the app: the app need not wait for a log line.

@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use tokio::time::Instant;
 
 use crate::config::Backend;
+use crate::log::{self, event};
 use crate::pgpool::sql::{self, Node};
 use crate::servers::reach;
 
@@ -104,7 +105,7 @@ pub async fn wait(port: u16, backends: &[Backend], deadline: Instant) -> Result<
                 }
             }
         };
-        tracing::debug!(why = last.as_str(), "not-ready");
+        event!(log::events::NOT_READY, why = last.as_str());
         tokio::time::sleep(pause).await;
     }
     if last.starts_with("pgpool") {

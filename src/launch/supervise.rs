@@ -18,7 +18,8 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use crate::exit::Code;
-use crate::os::group::reap_strays;
+use crate::log::{self, event};
+use crate::os::group::{self, reap_strays};
 use crate::os::signals::{Signals, is_terminating};
 use crate::os::spawn;
 use crate::pgpool::Pgpool;
@@ -68,11 +69,7 @@ impl App {
     }
 
     pub fn forward(&self, sig: Signal) {
-        match kill(self.pid, sig) {
-            // The app may have exited already; its exit is handled by the loop.
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => tracing::warn!(signal = %sig, error = %e, "forward-failed"),
-        }
+        forward(self.pid, sig);
     }
 
     pub async fn wait(&mut self) -> ExitStatus {
@@ -96,19 +93,31 @@ impl App {
     /// Waits up to `grace` for an app that was already told to stop, then SIGKILLs its whole
     /// process group (the one we made for it), so no worker of it is left behind.
     pub async fn wait_or_kill(&mut self, grace: Duration) -> ExitStatus {
-        match tokio::time::timeout(grace, self.wait()).await {
-            Ok(s) => s,
-            Err(_) => {
-                tracing::warn!(grace_s = grace.as_secs_f64(), "app-stop-timeout");
-                match nix::sys::signal::killpg(self.pid, Signal::SIGKILL) {
-                    Ok(()) | Err(Errno::ESRCH) => {}
-                    Err(e) => tracing::warn!(error = %e, "app-kill-failed"),
+        let pid = self.pid;
+        let deadline = tokio::time::Instant::now() + grace;
+        group::stop(pid, self.wait(), deadline, |step| match step {
+            group::Step::TimedOut => {
+                event!(log::events::APP_STOP_TIMEOUT, grace_s = grace.as_secs_f64())
+            }
+            group::Step::Killed(failed) => {
+                if let Some(e) = failed {
+                    event!(log::events::APP_KILL_FAILED, error = %e);
                 }
                 // In case the app left its group (setsid): the leader itself.
-                self.forward(Signal::SIGKILL);
-                self.wait().await
+                forward(pid, Signal::SIGKILL);
             }
-        }
+            group::Step::MembersLeft | group::Step::NotEmpty => {}
+        })
+        .await
+    }
+}
+
+/// Sends the app a signal.
+fn forward(pid: Pid, sig: Signal) {
+    match kill(pid, sig) {
+        // The app may have exited already; its exit is handled by the loop.
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => event!(log::events::FORWARD_FAILED, signal = %sig, error = %e),
     }
 }
 
@@ -134,7 +143,7 @@ pub async fn run(
                 if sig == Signal::SIGCHLD {
                     reap_strays(&[app.pid(), pgpool.pid()]);
                 } else {
-                    tracing::debug!(signal = %sig, "forward");
+                    event!(log::events::FORWARD, signal = %sig);
                     stopping |= is_terminating(sig);
                     // Not SIGHUP: many apps take it as "reload" and keep running, and should
                     // keep their monitoring and repairs. (Its exit, if it does exit, counts.)
@@ -146,9 +155,9 @@ pub async fn run(
             }
             status = app.wait() => {
                 side.stop();
-                tracing::info!(status = %status, "app-exited");
+                event!(log::events::APP_EXITED, status = %status);
                 pgpool.stop(stop_timeout).await;
-                tracing::info!("pgpool-stopped");
+                event!(log::events::PGPOOL_STOPPED);
                 return Ok(Code::from_status(status));
             }
             status = pgpool.wait() => {
@@ -156,9 +165,9 @@ pub async fn run(
                 if stopping && status.success() {
                     // Someone else (the platform) asked pgpool to stop as well; the app is
                     // already draining, so it gets its grace period and no second signal.
-                    tracing::info!(status = %status, "pgpool-exited-while-stopping");
+                    event!(log::events::PGPOOL_EXITED_WHILE_STOPPING, status = %status);
                     let app_status = app.wait_or_kill(app_stop_timeout).await;
-                    tracing::info!(status = %app_status, "app-exited");
+                    event!(log::events::APP_EXITED, status = %app_status);
                     pgpool.stop(stop_timeout).await;
                     return Ok(Code::from_status(app_status));
                 }

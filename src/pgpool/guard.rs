@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::log::{self, event};
 use crate::os::{group, proc, signals};
 
 /// A small process forked from the launcher that outlives it: when the launcher dies without
@@ -28,14 +29,14 @@ impl Guard {
         // held by a thread that does not exist in the child). The launcher's runtime is
         // current-thread and nothing has spawned a blocking thread yet; check rather than trust.
         if !matches!(proc::own_threads(), Ok(1)) {
-            tracing::warn!("pgpool-guard-skipped");
+            event!(log::events::PGPOOL_GUARD_SKIPPED);
             return None;
         }
         // CLOEXEC: the app and pgpool must not hold the write end, or EOF would never come.
         let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(error = %e, "pgpool-guard-skipped");
+                event!(log::events::PGPOOL_GUARD_SKIPPED, error = %e);
                 return None;
             }
         };
@@ -51,7 +52,7 @@ impl Guard {
                 tell: Some(wr),
             }),
             Err(e) => {
-                tracing::warn!(error = %e, "pgpool-guard-skipped");
+                event!(log::events::PGPOOL_GUARD_SKIPPED, error = %e);
                 None
             }
         }
@@ -72,7 +73,10 @@ impl Drop for Guard {
                 _ => return,
             }
         }
-        tracing::warn!(pid = self.pid.as_raw(), "pgpool-guard-still-running");
+        event!(
+            log::events::PGPOOL_GUARD_STILL_RUNNING,
+            pid = self.pid.as_raw()
+        );
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::process::{Child, Command};
 use super::guard::Guard;
 use super::relay;
 use super::runtime_dir::{File, RuntimeDir};
+use crate::log::{self, event};
 use crate::os::{group, spawn};
 use crate::secret::Secret;
 
@@ -142,42 +143,34 @@ impl Pgpool {
         if self.status.is_none() {
             match nix::sys::signal::kill(self.pgid, Signal::SIGINT) {
                 Ok(()) | Err(Errno::ESRCH) => {}
-                Err(e) => tracing::warn!(error = %e, "pgpool-signal-failed"),
+                Err(e) => event!(log::events::PGPOOL_SIGNAL_FAILED, error = %e),
             }
         }
-        if tokio::time::timeout_at(deadline, self.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(timeout_s = timeout.as_secs_f64(), "pgpool-stop-timeout");
-            self.signal(Signal::SIGKILL);
-            self.wait().await;
-        }
+        let pgid = self.pgid;
+        let tell = move |step| match step {
+            group::Step::TimedOut => {
+                event!(
+                    log::events::PGPOOL_STOP_TIMEOUT,
+                    timeout_s = timeout.as_secs_f64()
+                )
+            }
+            group::Step::Killed(Some(e)) => {
+                event!(log::events::PGPOOL_SIGNAL_FAILED, signal = %Signal::SIGKILL, error = %e)
+            }
+            group::Step::Killed(None) => {}
+            // pgpool's main process exits after its children; one left means main never
+            // signalled it (docs/pgpool.md, "Signals and stopping").
+            group::Step::MembersLeft => {
+                event!(log::events::PGPOOL_CHILDREN_LEFT, pgid = pgid.as_raw())
+            }
+            group::Step::NotEmpty => {
+                event!(log::events::PGPOOL_GROUP_NOT_EMPTY, pgid = pgid.as_raw())
+            }
+        };
+        group::stop(pgid, self.wait(), deadline, tell).await;
         // The main process is gone; its children may not be yet (it was SIGKILLed, or is
-        // still winding them down). Wait for the group to empty, then force it.
-        for round in 0..2 {
-            for _ in 0..200 {
-                group::reap_strays(&[]);
-                if !group::has_live_members(self.pgid) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            if round == 0 {
-                // pgpool's main process exits after its children; one left means main never
-                // signalled it (docs/pgpool.md, "Signals and stopping").
-                tracing::warn!(pgid = self.pgid.as_raw(), "pgpool-children-left");
-                self.signal(Signal::SIGKILL);
-            }
-        }
-        tracing::warn!(pgid = self.pgid.as_raw(), "pgpool-group-not-empty");
-    }
-
-    /// Signals the whole group; a group already gone is not an error.
-    pub fn signal(&self, sig: Signal) {
-        if let Err(e) = group::signal(self.pgid, sig) {
-            tracing::warn!(signal = %sig, error = %e, "pgpool-signal-failed");
-        }
+        // still winding them down).
+        group::empty(pgid, tell).await;
     }
 }
 

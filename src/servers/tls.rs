@@ -16,6 +16,7 @@ use openssl::x509::{X509, X509VerifyResult};
 
 use crate::config::Backend;
 use crate::config::tls::{RootCert, SslMode, Tls};
+use crate::log::{self, event};
 
 /// Per step (connect, each read and write): a server that takes longer is left to pgpool.
 const STEP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -70,19 +71,19 @@ pub fn refusal(b: &Backend) -> Option<String> {
     }
     match negotiate(&b.host, b.port, &b.tls) {
         Ok(Verdict::Satisfied) => {
-            tracing::debug!(
+            event!(
+                log::events::SERVER_TLS,
                 source = b.var.as_str(),
                 sslmode = b.tls.mode.name(),
-                ms = started.elapsed().as_millis() as u64,
-                "server-tls"
+                ms = started.elapsed().as_millis() as u64
             );
             None
         }
         Ok(Verdict::Unknown(why)) => {
-            tracing::debug!(
+            event!(
+                log::events::SERVER_TLS_UNCHECKED,
                 source = b.var.as_str(),
-                why = why.as_str(),
-                "server-tls-unchecked"
+                why = why.as_str()
             );
             None
         }

@@ -1,7 +1,9 @@
 //! The connection budget, logged once at start: how many connections this pgpool may hold on
-//! each node, against the primary's `max_connections`.
+//! each node, against the primary's `max_connections`. [`verdict`] decides the line; [`log`]
+//! only asks the primary and writes it.
 
 use crate::config::{Backend, Settings};
+use crate::log::{self, event};
 use crate::pgpool::sql;
 
 /// Backend connections this pgpool may hold on each node: every child keeps one to every node,
@@ -10,10 +12,40 @@ pub fn connections_per_node(settings: &Settings) -> u32 {
     settings.num_init_children * settings.max_pool
 }
 
-/// Logs the budget, and warns when it is more than the allowed share of the primary's
-/// `max_connections` (SHOW goes to the primary).
+/// The budget line, with its fields.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// More than `share` of `max_connections`: `connection-budget-high`, a warning.
+    High {
+        per_node: u32,
+        max_connections: u32,
+        share: f64,
+    },
+    /// Within the share: `connection-budget`.
+    Within { per_node: u32, max_connections: u32 },
+    /// The primary did not say its `max_connections`: `connection-budget`, the count alone.
+    Unknown { per_node: u32 },
+}
+
+/// The line to log for `per_node` connections on each node, given the primary's
+/// `max_connections` (if it answered) and the share of it allowed (`PGPOOL_MAX_CONNECTIONS_SHARE`).
+pub fn verdict(per_node: u32, max_connections: Option<u32>, share: f64) -> Verdict {
+    match max_connections {
+        Some(max) if f64::from(per_node) > share * f64::from(max) => Verdict::High {
+            per_node,
+            max_connections: max,
+            share,
+        },
+        Some(max) => Verdict::Within {
+            per_node,
+            max_connections: max,
+        },
+        None => Verdict::Unknown { per_node },
+    }
+}
+
+/// Asks the primary its `max_connections` (SHOW goes to the primary) and logs the budget.
 pub async fn log(port: u16, backends: &[Backend], settings: &Settings) {
-    let per_node = connections_per_node(settings);
     let max = sql::with_session(sql::tcp_config(port, &backends[0]), |c| async move {
         sql::first_value(&c, "SHOW max_connections").await
     })
@@ -21,16 +53,68 @@ pub async fn log(port: u16, backends: &[Backend], settings: &Settings) {
     .ok()
     .flatten()
     .and_then(|v| v.parse::<u32>().ok());
-    match max {
-        Some(max) if f64::from(per_node) > settings.max_connections_share * f64::from(max) => {
-            tracing::warn!(
-                per_node,
-                max_connections = max,
-                share = settings.max_connections_share,
-                "connection-budget-high"
-            )
-        }
-        Some(max) => tracing::info!(per_node, max_connections = max, "connection-budget"),
-        None => tracing::info!(per_node, "connection-budget"),
+    let share = settings.max_connections_share;
+    match verdict(connections_per_node(settings), max, share) {
+        Verdict::High {
+            per_node,
+            max_connections,
+            share,
+        } => event!(
+            log::events::CONNECTION_BUDGET_HIGH,
+            per_node,
+            max_connections,
+            share
+        ),
+        Verdict::Within {
+            per_node,
+            max_connections,
+        } => event!(log::events::CONNECTION_BUDGET, per_node, max_connections),
+        Verdict::Unknown { per_node } => event!(log::events::CONNECTION_BUDGET, per_node),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_only_past_the_share() {
+        // 32 per node against 100 allowed at 0.5: 50 is the most that stays quiet.
+        assert_eq!(
+            verdict(32, Some(100), 0.5),
+            Verdict::Within {
+                per_node: 32,
+                max_connections: 100
+            }
+        );
+        assert_eq!(
+            verdict(50, Some(100), 0.5),
+            Verdict::Within {
+                per_node: 50,
+                max_connections: 100
+            }
+        );
+        assert_eq!(
+            verdict(51, Some(100), 0.5),
+            Verdict::High {
+                per_node: 51,
+                max_connections: 100,
+                share: 0.5
+            }
+        );
+        // A share of 1 allows all of max_connections, and no more.
+        assert!(matches!(
+            verdict(120, Some(120), 1.0),
+            Verdict::Within { .. }
+        ));
+        assert!(matches!(verdict(121, Some(120), 1.0), Verdict::High { .. }));
+    }
+
+    #[test]
+    fn an_unknown_max_gives_the_count_alone() {
+        assert_eq!(
+            verdict(10_000, None, 0.1),
+            Verdict::Unknown { per_node: 10_000 }
+        );
     }
 }

@@ -23,6 +23,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::config::{Backend, Settings};
+use crate::log::{self, event};
 use crate::pgpool::sql::{rows, socket_config, with_session};
 use crate::pgpool::{File, Files, Release, render};
 
@@ -243,26 +244,26 @@ pub async fn run(rr: Rerender, pgpool: Pid) {
         }
         let (names, hidden) = round(rr.files.dir(), port, &rr.backends, &known).await;
         if hidden {
-            tracing::warn!(
+            event!(
+                log::events::REPLICATION_STATE_HIDDEN,
                 source = rr.backends[0].var.as_str(),
                 user = rr.backends[0].user.as_str(),
-                grant = format!("GRANT pg_monitor TO {}", rr.backends[0].user).as_str(),
-                "replication-state-hidden"
+                grant = format!("GRANT pg_monitor TO {}", rr.backends[0].user).as_str()
             );
             return;
         }
         if names != known {
             for (b, n) in rr.backends.iter().zip(&names).skip(1) {
                 if let Some(n) = n {
-                    tracing::info!(
+                    event!(
+                        log::events::FOLLOWER_NAME,
                         source = b.var.as_str(),
-                        application_name = n.as_str(),
-                        "follower-name"
+                        application_name = n.as_str()
                     );
                 }
             }
             if let Err(e) = rr.apply(&names, pgpool) {
-                tracing::warn!(error = %e, "follower-names-not-applied");
+                event!(log::events::FOLLOWER_NAMES_NOT_APPLIED, error = %e);
                 return;
             }
             known = names;

@@ -3,6 +3,7 @@
 //! 4.2), and one l2met metrics line per node (from `SHOW POOL_NODES`), `source=` its variable.
 
 use crate::config::Backend;
+use crate::log::{self, event};
 use crate::pgpool::pcp::NodeState;
 use crate::pgpool::sql::Node;
 
@@ -55,14 +56,22 @@ pub fn source(backends: &[Backend], id: usize) -> &str {
 
 pub fn log_change(backends: &[Backend], c: &Change) {
     match c {
-        Change::Down(id) => tracing::warn!(source = source(backends, *id), node = id, "node-down"),
-        Change::Up(id) => tracing::info!(source = source(backends, *id), node = id, "node-up"),
+        Change::Down(id) => event!(
+            log::events::NODE_DOWN,
+            source = source(backends, *id),
+            node = id
+        ),
+        Change::Up(id) => event!(
+            log::events::NODE_UP,
+            source = source(backends, *id),
+            node = id
+        ),
         Change::Role(id, role) => {
-            tracing::warn!(
+            event!(
+                log::events::NODE_ROLE,
                 source = source(backends, *id),
                 node = id,
-                role = role.as_str(),
-                "node-role"
+                role = role.as_str()
             )
         }
     }
@@ -70,13 +79,13 @@ pub fn log_change(backends: &[Backend], c: &Change) {
 
 pub fn log_metrics(backends: &[Backend], nodes: &[Node]) {
     for n in nodes {
-        tracing::info!(
+        event!(
+            log::events::METRICS,
             source = source(backends, n.id),
             "sample#pgpool.node.select_count" = n.select_count,
             "sample#pgpool.node.lag_bytes" = n.lag_bytes,
             "sample#pgpool.node.up" = u8::from(n.is_up()),
-            role = n.role.as_str(),
-            "metrics"
+            role = n.role.as_str()
         );
     }
 }

@@ -22,6 +22,7 @@ use super::events::{self, Change, changes};
 use super::repair::{self, Repairs};
 use crate::config::Backend;
 use crate::config::tls::SslMode;
+use crate::log::{self, event};
 use crate::pgpool::Files;
 use crate::pgpool::pcp::{NodeState, Pcp};
 use crate::pgpool::sql::{self, Node};
@@ -97,7 +98,7 @@ async fn pcp_events(
                 publish(backends, &last, &now, states);
                 last = now;
             }
-            Err(e) => tracing::debug!(error = %format!("{e:#}"), "pcp-nodes-unanswered"),
+            Err(e) => event!(log::events::PCP_NODES_UNANSWERED, error = %format!("{e:#}")),
         }
     }
 }
@@ -128,10 +129,10 @@ fn explain_tls(b: Option<&Backend>) {
     };
     std::thread::spawn(move || {
         if let Some(why) = tls::refusal(&b) {
-            tracing::warn!(
+            event!(
+                log::events::SERVER_TLS_REFUSED,
                 source = b.var.as_str(),
-                why = why.as_str(),
-                "server-tls-refused"
+                why = why.as_str()
             );
         }
     });
@@ -179,7 +180,10 @@ impl PoolNodes<'_> {
                 events::log_metrics(self.backends, &nodes);
                 next_metrics = Some(due + i);
             }
-            tracing::debug!(nodes = events::summary(&nodes).as_str(), "pool-nodes");
+            event!(
+                log::events::POOL_NODES,
+                nodes = events::summary(&nodes).as_str()
+            );
             if let Some(due) = repairs.next(&nodes, Instant::now()) {
                 let r = self.pcp.run(due.command).await;
                 repair::log(self.backends, due, &r);

@@ -11,8 +11,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::api::events;
 use crate::support::cluster;
 use crate::support::conf_lexer;
+use crate::support::l2met::at;
 use crate::support::launcher::*;
 use crate::support::proc::{
     cmdline, comm, descendants, processes_mentioning, socket_inodes, tcp_listeners,
@@ -1414,7 +1416,7 @@ fn passwords_stay_in_pool_passwd_and_the_apps_url() {
     assert_eq!(rest, vec!["bye"]);
     let log = stderr(&out);
     assert!(
-        log.contains("at=pgpool"),
+        log.contains(&format!("{}level=debug ", at(events::PGPOOL))),
         "pgpool's output is relayed at debug: {log}"
     );
     for f in &forms {

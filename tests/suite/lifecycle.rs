@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use crate::support::api::events;
 use crate::support::cluster;
+use crate::support::l2met::head;
 use crate::support::launcher::*;
 use crate::support::proc::{Proc, children_of, cmdline, descendants, stat};
 
@@ -367,7 +369,11 @@ fn pgpool_dying_kills_an_app_that_ignores_sigterm_after_the_grace_period() {
     );
     assert_eq!(d.status.code(), Some(1), "{}", d.show());
     assert!(d.has("app got TERM"), "{}", d.show());
-    assert!(d.err.contains("at=app-stop-timeout"), "{}", d.show());
+    assert!(
+        d.err.contains(&head(events::APP_STOP_TIMEOUT)),
+        "{}",
+        d.show()
+    );
     assert!(
         d.seen.iter().any(|p| p.cmd == "sleep 1000 "),
         "the app's worker was seen: {:?}",

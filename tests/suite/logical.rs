@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
+use crate::support::api::events;
 use crate::support::cluster::{self, Cluster};
+use crate::support::l2met::head;
 use crate::support::launcher::*;
 
 /// A primary publishing `items`, and a copy of its own subscribed to it. The copy's `items`
@@ -166,8 +168,10 @@ fn a_copy_never_takes_the_writes_of_a_stopped_primary() {
         started.elapsed()
     );
     assert!(
-        live.log()
-            .contains(" at=primary-reattached level=warn source=DATABASE_URL "),
+        live.log().contains(&format!(
+            "{}source=DATABASE_URL ",
+            head(events::PRIMARY_REATTACHED)
+        )),
         "{}",
         live.log()
     );

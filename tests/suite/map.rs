@@ -272,8 +272,17 @@ fn layers() -> Vec<Vec<String>> {
             .step_by(2)
             .filter_map(|p| p.strip_prefix("src/"))
             .filter(|p| *p != "main.rs")
-            .map(|p| p.trim_end_matches('/').trim_end_matches(".rs").to_string())
-            .collect();
+            .map(|p| {
+                // `src/log/events.rs` is a file of the `log` module.
+                let top = p.split('/').next().unwrap();
+                top.trim_end_matches(".rs").to_string()
+            })
+            .fold(Vec::new(), |mut row, m| {
+                if !row.contains(&m) {
+                    row.push(m);
+                }
+                row
+            });
         if !mods.is_empty() {
             rows.push(mods);
         }

@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::api::events;
 use crate::support::cluster::{self, Cluster};
-use crate::support::l2met::lines_at;
+use crate::support::l2met::{head, lines_at};
 use crate::support::launcher::*;
 
 #[test]
@@ -14,7 +15,7 @@ fn metrics_are_logged_per_node_every_interval() {
     let out = l.run_sh(r#"for i in $(seq 10); do psql "$DATABASE_URL" -XAtqc 'select 1' >/dev/null; done; sleep 3.5"#);
     assert_ok(&out);
     let err = stderr(&out);
-    let metrics = lines_at(&err, "metrics");
+    let metrics = lines_at(&err, events::METRICS);
     for source in ["DATABASE_URL", "FOLLOWER1_URL", "FOLLOWER2_URL"] {
         let mine: Vec<_> = metrics
             .iter()
@@ -44,7 +45,7 @@ fn metrics_are_logged_per_node_every_interval() {
     };
     assert!(last("DATABASE_URL") <= 1, "{err}");
     assert!(last("FOLLOWER1_URL") + last("FOLLOWER2_URL") >= 10, "{err}");
-    let budget = lines_at(&err, "connection-budget");
+    let budget = lines_at(&err, events::CONNECTION_BUDGET);
     assert_eq!(budget.len(), 1, "{err}");
     assert_eq!(budget[0]["per_node"], "8");
     assert_eq!(budget[0]["max_connections"], "300");
@@ -58,7 +59,7 @@ fn metrics_can_be_turned_off() {
     let out = l.run_sh("sleep 2.5");
     assert_ok(&out);
     assert!(
-        lines_at(&stderr(&out), "metrics").is_empty(),
+        lines_at(&stderr(&out), events::METRICS).is_empty(),
         "{}",
         show(&out)
     );
@@ -128,7 +129,7 @@ fn a_node_going_down_is_an_event_and_status_shows_it() {
     let out = release(child);
     assert_ok(&out);
     let err = stderr(&out);
-    let downs = lines_at(&err, "node-down");
+    let downs = lines_at(&err, events::NODE_DOWN);
     assert_eq!(downs.len(), 1, "one event for one change:\n{err}");
     assert_eq!(downs[0]["source"], "FOLLOWER2_URL");
     assert_eq!(downs[0]["level"], "warn");
@@ -170,7 +171,7 @@ fn a_hung_follower_is_an_event_within_2_s_of_pgpool_saying_down() {
         .set("PGPOOL_LOG_LEVEL", "debug");
     let mut live = Live::start(l);
     // The start-up sessions (budget, discovery) done: they would stall too.
-    live.wait_log("follower-name", 2, Duration::from_secs(60));
+    live.wait_log(events::FOLLOWER_NAME, 2, Duration::from_secs(60));
     let rundir = live
         .launcher()
         .runtime_dir()
@@ -201,8 +202,8 @@ fn a_hung_follower_is_an_event_within_2_s_of_pgpool_saying_down() {
     assert_eq!(row2[3], "standby");
     assert_eq!(row2[5..], ["-", "-"]);
 
-    let needle = " at=node-down level=warn source=FOLLOWER2_URL ";
-    assert!(!live.log().contains(needle), "{}", live.log());
+    let needle = format!("{}source=FOLLOWER2_URL ", head(events::NODE_DOWN));
+    assert!(!live.log().contains(&needle), "{}", live.log());
     // When pgpool said down: when the detach returned (pgpool answers it once its failover has
     // run), or when the node was first seen down if pgpool had detached it by itself.
     let down = if pcp.status(2) == "down" {
@@ -220,7 +221,7 @@ fn a_hung_follower_is_an_event_within_2_s_of_pgpool_saying_down() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let deadline = down + Duration::from_secs(15);
-    while !live.log().contains(needle) {
+    while !live.log().contains(&needle) {
         assert!(Instant::now() < deadline, "no node-down:\n{}", live.log());
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -240,7 +241,7 @@ fn a_hung_follower_is_an_event_within_2_s_of_pgpool_saying_down() {
     while !live
         .log()
         .lines()
-        .any(|l| l.contains(" at=pool-nodes ") && l.contains(",2:down/"))
+        .any(|l| l.contains(&head(events::POOL_NODES)) && l.contains(",2:down/"))
     {
         assert!(
             Instant::now() < answered,
@@ -253,5 +254,5 @@ fn a_hung_follower_is_an_event_within_2_s_of_pgpool_saying_down() {
     drop(frozen);
     drop(pcp);
     let log = live.stop();
-    assert_eq!(lines_at(&log, "node-down").len(), 1, "{log}");
+    assert_eq!(lines_at(&log, events::NODE_DOWN).len(), 1, "{log}");
 }

@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::api::events;
 use crate::support::api::render::pool_passwd;
 use crate::support::api::secret::Secret;
 use crate::support::cluster::{self, parse_env};
@@ -201,7 +202,7 @@ fn the_load_records_which_node_answered_and_nothing_failed() {
     // Enough children for 8 load sessions, the monitor and discovery (as tests/failures.rs).
     l.set("PGPOOL_NUM_INIT_CHILDREN", "16");
     let mut live = Live::start(l);
-    live.wait_log("follower-name", 2, Duration::from_secs(15));
+    live.wait_log(events::FOLLOWER_NAME, 2, Duration::from_secs(15));
     // The simple-only load first, briefly: it must answer too.
     let simple = Load::start_simple(&live.url);
     std::thread::sleep(Duration::from_millis(500));

@@ -9,8 +9,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::support::api::events;
 use crate::support::certs::Certs;
 use crate::support::cluster::{self, Cluster};
+use crate::support::l2met::{at, head};
 use crate::support::launcher::*;
 
 /// What the app prints: whether pgpool's session to the server is TLS.
@@ -368,12 +370,16 @@ fn a_follower_that_stops_satisfying_its_url_is_taken_out() {
         l.set("DATABASE_URL", c.url_as(0, "127.0.0.1", &query))
             .set("FOLLOWER1_URL", c.url_as(1, "127.0.0.1", &query));
         let live = Live::start(l);
-        live.wait_log("follower-name", 1, Duration::from_secs(30));
-        assert!(!live.log().contains(" at=node-down "), "{}", live.log());
+        live.wait_log(events::FOLLOWER_NAME, 1, Duration::from_secs(30));
+        assert!(
+            !live.log().contains(&at(events::NODE_DOWN)),
+            "{}",
+            live.log()
+        );
         c.set_server_tls(1, bad.map(|(crt, key)| (crt.as_path(), key.as_path())));
         let changed = Instant::now();
-        let needle = " at=node-down level=warn source=FOLLOWER1_URL ";
-        while !live.log().contains(needle) {
+        let needle = format!("{}source=FOLLOWER1_URL ", head(events::NODE_DOWN));
+        while !live.log().contains(&needle) {
             assert!(
                 changed.elapsed() < Duration::from_secs(15),
                 "{what}: FOLLOWER1_URL still in rotation 15 s later:\n{}",
@@ -387,7 +393,10 @@ fn a_follower_that_stops_satisfying_its_url_is_taken_out() {
         );
         // Why, from the launcher's own look at the server (pgpool's health check only says
         // the node failed; its reason is in pgpool's debug lines).
-        let why = format!("at=server-tls-refused level=warn source=FOLLOWER1_URL why=\"{reason}");
+        let why = format!(
+            "{}source=FOLLOWER1_URL why=\"{reason}",
+            head(events::SERVER_TLS_REFUSED)
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while !live.log().contains(&why) {
             assert!(

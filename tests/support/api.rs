@@ -21,6 +21,9 @@ pub mod error {
     pub use start_pgpool::error::line;
 }
 
+/// The catalogue of log events: `events::NODE_DOWN.name` is `node-down`.
+pub use start_pgpool::log::events;
+
 pub mod family {
     pub use start_pgpool::pgpool::Release;
     pub use start_pgpool::pgpool::locate::release;

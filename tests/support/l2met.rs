@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::api::events::Event;
+
 /// An l2met line -> map (the first word is the program name and kept as `_prog`).
 pub fn parse(line: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -51,11 +53,29 @@ pub fn parse(line: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// The lines of `stderr` with `at=<at>`, parsed.
-pub fn lines_at(stderr: &str, at: &str) -> Vec<BTreeMap<String, String>> {
-    stderr
+/// The lines of `stderr` of `event`, parsed; each is checked to be at the event's level.
+pub fn lines_at(stderr: &str, event: Event) -> Vec<BTreeMap<String, String>> {
+    let lines: Vec<_> = stderr
         .lines()
         .map(parse)
-        .filter(|m| m.get("at").map(String::as_str) == Some(at))
-        .collect()
+        .filter(|m| m.get("at").map(String::as_str) == Some(event.name))
+        .collect();
+    for m in &lines {
+        assert_eq!(
+            m.get("level").map(String::as_str),
+            Some(event.level.word()),
+            "{m:?}"
+        );
+    }
+    lines
+}
+
+/// ` at=<name> `: in any line of `event`, whatever its level (for asserting there is none).
+pub fn at(event: Event) -> String {
+    format!(" at={} ", event.name)
+}
+
+/// ` at=<name> level=<level> `: what a line of `event` holds, spaces included, before its fields.
+pub fn head(event: Event) -> String {
+    format!(" at={} level={} ", event.name, event.level.word())
 }

@@ -20,6 +20,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::api::events::{self, Event};
 use super::cluster::Cluster;
 use super::proc::{Proc, cmdline, descendants};
 
@@ -681,14 +682,16 @@ impl Live {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Children the launcher found stuck and SIGKILLed (src/watch/stuck.rs).
+    /// Children the launcher found stuck and SIGKILLed (src/watch/stuck/).
     pub fn stuck_kills(&self) -> usize {
-        self.log().matches(" at=pgpool-child-stuck ").count()
+        let needle = format!(" at={} ", events::PGPOOL_CHILD_STUCK.name);
+        self.log().matches(&needle).count()
     }
 
-    /// Waits (max `timeout`) until the launcher has logged `n` lines with `at=<at>`.
-    pub fn wait_log(&self, at: &str, n: usize, timeout: Duration) {
+    /// Waits (max `timeout`) until the launcher has logged `n` lines of `event`.
+    pub fn wait_log(&self, event: Event, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let at = event.name;
         let needle = format!(" at={at} ");
         while self.log().matches(&needle).count() < n {
             assert!(

@@ -4,7 +4,8 @@
 //! them and keeps pgpool from being asked twice while a repair's failover runs.
 //!
 //! To add a repair: a file here with a rule of the same shape (state, `next`, `done`), called
-//! from [`Repairs::next`], and its event name in `log`.
+//! from [`Repairs::next`] with its [`Lines`]: two events in the catalogue (`log/events.rs`, and
+//! README's table), one for the repair made, one for pgpool refusing it.
 
 pub mod lost_copy;
 pub mod lost_primary;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::Backend;
+use crate::log::event;
+use crate::log::events::{self, Event};
 use crate::pgpool::pcp::Command;
 use crate::pgpool::sql::Node;
 use lost_copy::LostCopy;
@@ -33,12 +36,36 @@ pub struct Repairs {
     quiet_until: Option<Instant>,
 }
 
-/// A repair due: the pcp command, and the event line that reports it.
+/// A repair due: the pcp command, and the lines that report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repair {
     pub command: Command,
-    pub event: &'static str,
+    pub lines: Lines,
 }
+
+/// A repair's two events: made, and refused by pgpool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lines {
+    pub made: Event,
+    pub failed: Event,
+}
+
+const STALE_FOLLOWER: Lines = Lines {
+    made: events::FOLLOWER_STALE_DETACHED,
+    failed: events::FOLLOWER_STALE_DETACHED_FAILED,
+};
+const PRIMARY_ADOPTED: Lines = Lines {
+    made: events::PRIMARY_ADOPTED,
+    failed: events::PRIMARY_ADOPTED_FAILED,
+};
+const PRIMARY_REATTACHED: Lines = Lines {
+    made: events::PRIMARY_REATTACHED,
+    failed: events::PRIMARY_REATTACHED_FAILED,
+};
+const COPY_REATTACHED: Lines = Lines {
+    made: events::COPY_REATTACHED,
+    failed: events::COPY_REATTACHED_FAILED,
+};
 
 impl Repairs {
     /// `logical`: `PGPOOL_MODE=logical`, where every copy answers as a primary and only the
@@ -71,16 +98,16 @@ impl Repairs {
                 }
                 Repair {
                     command: c,
-                    event: "follower-stale-detached",
+                    lines: STALE_FOLLOWER,
                 }
             }
             (None, Some(c), _) => {
                 self.lost.done();
-                let event = match c {
-                    Command::Promote(_) => "primary-adopted",
-                    _ => "primary-reattached",
+                let lines = match c {
+                    Command::Promote(_) => PRIMARY_ADOPTED,
+                    _ => PRIMARY_REATTACHED,
                 };
-                Repair { command: c, event }
+                Repair { command: c, lines }
             }
             (None, None, Some(c)) => {
                 if let (Some(copies), Command::Attach(n)) = (self.copies.as_mut(), c) {
@@ -88,7 +115,7 @@ impl Repairs {
                 }
                 Repair {
                     command: c,
-                    event: "copy-reattached",
+                    lines: COPY_REATTACHED,
                 }
             }
             (None, None, None) => return None,
@@ -103,11 +130,10 @@ pub fn log(backends: &[Backend], r: Repair, result: &anyhow::Result<()>) {
     let id = match r.command {
         Command::Detach(n) | Command::Promote(n) | Command::Attach(n) => n,
     };
-    let event = r.event;
     let source = super::events::source(backends, id);
     match result {
-        Ok(()) => tracing::warn!(source, node = id, "{event}"),
-        Err(e) => tracing::warn!(source, node = id, error = %format!("{e:#}"), "{event}-failed"),
+        Ok(()) => event!(r.lines.made, source, node = id),
+        Err(e) => event!(r.lines.failed, source, node = id, error = %format!("{e:#}")),
     }
 }
 
@@ -197,7 +223,7 @@ mod tests {
                 3,
                 Repair {
                     command: Command::Attach(1),
-                    event: "copy-reattached"
+                    lines: COPY_REATTACHED
                 }
             )]
         );
