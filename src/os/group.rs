@@ -1,5 +1,5 @@
-//! Process groups: signalling one, knowing when it is empty, stopping one (the one way both
-//! pgpool and the app are stopped), and reaping strays as PID 1.
+//! Process groups: signalling one, knowing when it is empty, stopping one (the one way pgpool,
+//! the app, and the guard after a dead launcher stop a group), and reaping strays as PID 1.
 
 use std::future::Future;
 use std::time::Duration;
@@ -78,6 +78,29 @@ pub async fn empty(pgid: Pid, tell: impl Fn(Step)) {
     tell(Step::NotEmpty);
 }
 
+/// The same stop for a process with no async runtime and no leader to wait for (the guard, a
+/// fork of the launcher, after the launcher died): `first`, then SIGKILL to the group once
+/// `grace` has passed with members alive, then up to 5 s more for the group to empty.
+pub fn stop_blocking(pgid: Pid, first: Signal, grace: Duration) {
+    let emptied_within = |limit: Duration| {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            if !has_live_members(pgid) {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let _ = signal(pgid, first);
+    if !emptied_within(grace) {
+        let _ = signal(pgid, Signal::SIGKILL);
+        emptied_within(Duration::from_secs(5));
+    }
+}
+
 /// As PID 1 (a container entrypoint), orphans are re-parented to us and must be reaped, or
 /// they stay zombies. Only our own zombie children that tokio does not own are reaped, by pid:
 /// a `waitpid(-1)` could steal the app's or pgpool's status from tokio.
@@ -127,6 +150,30 @@ mod tests {
             vec![Step::TimedOut, Step::Killed(None)]
         );
         assert!(!has_live_members(pgid));
+    }
+
+    /// The guard's stop: a group that takes SIGINT ends on it; one that ignores it is SIGKILLed
+    /// once the grace has passed, member and leader alike.
+    #[test]
+    fn the_blocking_stop_asks_first_then_kills_the_group() {
+        use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+        let spawn = |script: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", script])
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        let mut polite = spawn("exec sleep 30");
+        let mut deaf = spawn("trap '' INT; sleep 30 & wait");
+        // Let the shell install its trap before it is asked.
+        std::thread::sleep(Duration::from_millis(200));
+        for (child, ends_by) in [(&mut polite, Signal::SIGINT), (&mut deaf, Signal::SIGKILL)] {
+            let pgid = Pid::from_raw(child.id() as i32);
+            stop_blocking(pgid, Signal::SIGINT, Duration::from_millis(300));
+            assert!(!has_live_members(pgid));
+            assert_eq!(child.wait().unwrap().signal(), Some(ends_by as i32));
+        }
     }
 
     #[tokio::test]

@@ -100,19 +100,7 @@ fn guard_main(rd: OwnedFd, pgid: Pid, dir: &Path, grace: Duration) -> ! {
         }
     };
     if n == Ok(0) {
-        let gone = || !group::has_live_members(pgid);
-        let wait_gone = |limit: Duration| {
-            let until = std::time::Instant::now() + limit;
-            while !gone() && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        };
-        let _ = group::signal(pgid, Signal::SIGINT);
-        wait_gone(grace);
-        if !gone() {
-            let _ = group::signal(pgid, Signal::SIGKILL);
-            wait_gone(Duration::from_secs(5));
-        }
+        group::stop_blocking(pgid, Signal::SIGINT, grace);
         let _ = std::fs::remove_dir_all(dir);
     }
     // _exit: this is a fork of the launcher; its exit handlers and buffers are not ours to run.
