@@ -64,26 +64,8 @@ impl std::fmt::Display for BuildError {
                 release,
                 location,
                 why,
-                custom: false,
-            } => write!(
-                f,
-                "cannot download {file} ({why}) from {location}: the build looks for {release}; \
-                 {URL_VAR} (a config var, or `pack build --env`) points it at another release \
-                 location ({{version}} and {{file}} are filled in)"
-            ),
-            BuildError::Download {
-                file,
-                release,
-                location,
-                why,
-                custom: true,
-            } => write!(
-                f,
-                "cannot download {file} ({why}) from {location}: the build looks for release \
-                 v{} for stack {} where {URL_VAR} points ({{version}} and {{file}} are filled \
-                 in); point it at a location that has it, or unset it for {release}",
-                release.version, release.stack
-            ),
+                custom,
+            } => f.write_str(&release.download_error(file, why, location, *custom)),
             BuildError::Checksum {
                 file,
                 location,
@@ -180,7 +162,7 @@ mod tests {
             download_error(false),
             "cannot download f.tar.gz.sha256 (HTTP 404) from https://h/d/: the build looks for \
              release v1.2.3 of github.com/o/r (stack heroku-24); START_PGPOOL_RELEASE_URL (a \
-             config var, or `pack build --env`) points it at another release location \
+             config var, or the build's environment) points it at another release location \
              ({version} and {file} are filled in)"
         );
         assert_eq!(

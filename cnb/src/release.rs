@@ -2,10 +2,10 @@
 //! (this crate's version, etc/pgpool-version, etc/release-location) and the build's target.
 //! bin/compile names the same files from the same places, so both buildpacks share one release.
 
-use std::fmt;
-
 const PGPOOL_VERSION_FILE: &str = include_str!("../../etc/pgpool-version");
 const RELEASE_LOCATION_FILE: &str = include_str!("../../etc/release-location");
+/// The failed download's error line, which bin/compile reads from the same file.
+const DOWNLOAD_ERROR_FILE: &str = include_str!("../../etc/download-error");
 
 /// The config var (platform env) that points builds at another release location.
 pub const URL_VAR: &str = "START_PGPOOL_RELEASE_URL";
@@ -58,22 +58,34 @@ impl Release {
         )
     }
 
+    /// The error line for `file` that could not be downloaded from `location` (already shown
+    /// without credentials) because of `why`: etc/download-error's `custom` line when the
+    /// platform set the URL template, else its `default` line, filled in as bin/compile fills
+    /// it (one name after the other, the values that come from outside last).
+    pub fn download_error(&self, file: &str, why: &str, location: &str, custom: bool) -> String {
+        let key = if custom { "custom" } else { "default" };
+        let text = value_of(DOWNLOAD_ERROR_FILE, key).unwrap_or_else(|| {
+            unreachable!("etc/download-error has a {key}= line (a unit test checks it)")
+        });
+        [
+            ("version", self.version.as_str()),
+            ("stack", &self.stack),
+            ("repository", &self.repository),
+            ("file", file),
+            ("location", location),
+            ("why", why),
+        ]
+        .iter()
+        .fold(text, |text, (name, value)| {
+            text.replace(&format!("@{name}@"), value)
+        })
+    }
+
     /// `{version}` and `{file}` filled in, as bin/compile does.
     pub fn url_for(&self, template: &str, file: &str) -> String {
         template
             .replace("{version}", &self.version)
             .replace("{file}", file)
-    }
-}
-
-/// `release v0.1.0 of github.com/owner/repo (stack heroku-24)`: the release an error names.
-impl fmt::Display for Release {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "release v{} of github.com/{} (stack {})",
-            self.version, self.repository, self.stack
-        )
     }
 }
 
@@ -160,8 +172,11 @@ mod tests {
             "file:///m/1.2.3/x"
         );
         assert_eq!(
-            r.to_string(),
-            "release v1.2.3 of github.com/o/r (stack heroku-24)"
+            r.download_error("f.sha256", "HTTP 404", "https://h/d/", false),
+            "cannot download f.sha256 (HTTP 404) from https://h/d/: the build looks for release \
+             v1.2.3 of github.com/o/r (stack heroku-24); START_PGPOOL_RELEASE_URL (a config var, \
+             or the build's environment) points it at another release location ({version} and \
+             {file} are filled in)"
         );
     }
 
@@ -211,6 +226,23 @@ mod tests {
                 .unwrap()
                 .contains("not a URL")
         );
+    }
+
+    #[test]
+    fn the_download_error_fills_every_name_and_nothing_else() {
+        let r = Release {
+            version: "1.2.3".into(),
+            repository: "o/r".into(),
+            stack: "heroku-24".into(),
+            pgpool_version: "4.7.2".into(),
+            pgpool_build: "3".into(),
+        };
+        for custom in [false, true] {
+            let line = r.download_error("F", "W", "L", custom);
+            assert!(!line.contains('@') && !line.contains('\n'), "{line}");
+            assert!(line.starts_with("cannot download F (W) from L: "), "{line}");
+            assert!(line.contains(URL_VAR) && line.contains("o/r"), "{line}");
+        }
     }
 
     #[test]

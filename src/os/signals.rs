@@ -6,8 +6,10 @@ use anyhow::{Result, anyhow};
 use nix::sys::signal::{SigHandler, Signal};
 use tokio::signal::unix::{SignalKind, signal};
 
-/// The signals the launcher takes; all but SIGCHLD are forwarded to the app. The guard that
-/// outlives a killed launcher ignores the same ones (they are meant for the launcher and app).
+/// The signals forwarded to the app: every one tini forwards, so that start-pgpool can stand
+/// where tini stands (PID 1, or between a platform and the app) and no signal sent to it ends
+/// it by its default action. The guard that outlives a killed launcher ignores the same ones
+/// (they are meant for the launcher and app).
 pub const FORWARDED: &[Signal] = &[
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -16,6 +18,51 @@ pub const FORWARDED: &[Signal] = &[
     Signal::SIGUSR1,
     Signal::SIGUSR2,
     Signal::SIGWINCH,
+    Signal::SIGALRM,
+    Signal::SIGPWR,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
+    Signal::SIGIO,
+    Signal::SIGURG,
+    Signal::SIGSTKFLT,
+    // tini forwards these two as well: a SIGTSTP stops the app, not the launcher that watches
+    // it; a SIGCONT resumes it.
+    Signal::SIGTSTP,
+    Signal::SIGCONT,
+];
+
+/// Every other signal, and why it is not forwarded (README, "Shutdown"); only the unit test that
+/// keeps the two lists covering every signal reads it. Realtime signals (SIGRTMIN..) are in
+/// neither: no platform sends them, and their default action still ends the launcher.
+#[cfg(test)]
+const NOT_FORWARDED: &[(Signal, &str)] = &[
+    (Signal::SIGCHLD, "the launcher's own: it reaps its children"),
+    (
+        Signal::SIGPIPE,
+        "the launcher's own writes to a closed pipe or socket raise it; ignored, as Rust does",
+    ),
+    (
+        Signal::SIGTTIN,
+        "ignored, as tini does, so the launcher can take the terminal back",
+    ),
+    (
+        Signal::SIGTTOU,
+        "ignored, as tini does, so the launcher can take the terminal back",
+    ),
+    (Signal::SIGFPE, "synchronous: the launcher's own fault"),
+    (Signal::SIGILL, "synchronous: the launcher's own fault"),
+    (Signal::SIGSEGV, "synchronous: the launcher's own fault"),
+    (Signal::SIGBUS, "synchronous: the launcher's own fault"),
+    (Signal::SIGABRT, "synchronous: the launcher's own abort"),
+    (Signal::SIGTRAP, "synchronous: a debugger's breakpoint"),
+    (
+        Signal::SIGSYS,
+        "synchronous: the launcher's own bad system call",
+    ),
+    (Signal::SIGKILL, "cannot be caught"),
+    (Signal::SIGSTOP, "cannot be caught"),
 ];
 
 /// Signals that end the launch while the app has not started yet.
@@ -84,4 +131,40 @@ pub fn detach_from_launcher_signals() {
     }
     // SAFETY: SIG_DFL runs no code.
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_signal_is_forwarded_or_says_why_not() {
+        for sig in Signal::iterator() {
+            let forwarded = FORWARDED.contains(&sig);
+            let kept = NOT_FORWARDED.iter().any(|(s, _)| *s == sig);
+            assert!(
+                forwarded != kept,
+                "{sig}: forwarded {forwarded}, not forwarded {kept}"
+            );
+        }
+        assert_eq!(
+            FORWARDED.len() + NOT_FORWARDED.len(),
+            Signal::iterator().count()
+        );
+    }
+
+    #[test]
+    fn the_signals_a_dyno_gets_are_forwarded() {
+        for sig in [
+            Signal::SIGTERM,
+            Signal::SIGALRM,
+            Signal::SIGPWR,
+            Signal::SIGUSR1,
+        ] {
+            assert!(FORWARDED.contains(&sig), "{sig}");
+        }
+        for sig in [Signal::SIGCHLD, Signal::SIGPIPE, Signal::SIGSEGV] {
+            assert!(!FORWARDED.contains(&sig), "{sig}");
+        }
+    }
 }

@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 use crate::support::cluster;
 use crate::support::launcher::*;
 use crate::support::release::{
-    REPORTING_APP, ROOT, ReleaseServer, assert_reports_pgpool, launcher_file, pgpool_file,
-    release_dir, stack, tampered_release_dir, version,
+    REPORTING_APP, ROOT, ReleaseServer, assert_reports_pgpool, custom_download_error,
+    launcher_file, pgpool_file, release_dir, stack, tampered_release_dir,
 };
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -212,20 +212,19 @@ fn compile_names_the_release_it_looked_for_and_never_a_credential() {
     .unwrap();
     let (build, out) = d.compile("build");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // One line, the CNB's words (tests/suite/cnb.rs).
     let want = format!(
-        " !     start-pgpool: cannot download {}.sha256 from http://127.0.0.1:{}/: the build \
-         looks for release v{} for stack {} where START_PGPOOL_RELEASE_URL points \
-         ({{version}} and {{file}} are filled in); point it at a location that has it, or unset \
-         it for release v{} of github.com/",
-        launcher_file(),
-        server.port,
-        version(),
-        stack(),
-        version()
+        " !     start-pgpool: {}",
+        custom_download_error(
+            &format!("{}.sha256", launcher_file()),
+            "HTTP 404",
+            &format!("http://127.0.0.1:{}/", server.port)
+        )
     );
-    assert!(
-        stderr(&out).lines().any(|l| l.starts_with(&want)),
-        "{}\nwanted: {want}",
+    assert_eq!(
+        stderr(&out).lines().collect::<Vec<_>>(),
+        [want.as_str()],
+        "{}",
         show(&out)
     );
     assert!(!show(&out).contains("s3cret"), "{}", show(&out));

@@ -242,14 +242,21 @@ fn ctrl_c_on_a_terminal_reaches_the_console_only_and_the_console_survives_it() {
 
 // 4 ------------------------------------------------------------------------------------------
 
+/// Every signal tini forwards but TERM (the last, it ends the run): ALRM and PWR, whose default
+/// action would end the launcher, among them.
 #[test]
-fn hup_int_quit_usr1_usr2_winch_reach_the_app_once_each() {
+fn every_forwarded_signal_reaches_the_app_once() {
     let c = cluster::shared();
     let l = Launcher::new(c);
-    let names = ["HUP", "INT", "QUIT", "USR1", "USR2", "WINCH"];
+    let names = [
+        "HUP", "INT", "QUIT", "USR1", "USR2", "WINCH", "ALRM", "PWR", "VTALRM", "PROF", "XCPU",
+        "XFSZ", "IO", "URG", "STKFLT", "TSTP", "CONT",
+    ];
     let mut r = Run::spawn(bash(
         &l,
-        r#"for s in HUP INT QUIT USR1 USR2 WINCH; do trap "echo got $s" $s; done
+        r#"for s in HUP INT QUIT USR1 USR2 WINCH ALRM PWR VTALRM PROF XCPU XFSZ IO URG STKFLT TSTP CONT; do
+             trap "echo got $s" $s
+           done
            trap 'echo got TERM; exit 3' TERM
            echo ready
            while :; do sleep 0.05; done"#,

@@ -31,12 +31,32 @@ pub fn stack() -> String {
 
 /// `KEY=value` from etc/pgpool-version.
 pub fn pinned(key: &str) -> String {
-    let text = std::fs::read_to_string(Path::new(ROOT).join("etc/pgpool-version")).unwrap();
+    value_in("etc/pgpool-version", key)
+}
+
+/// `KEY=value` from a file in the repository that the shell sources.
+fn value_in(file: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} in etc/pgpool-version"))
+        .unwrap_or_else(|| panic!("{key} in {file}"))
         .trim()
         .to_string()
+}
+
+/// The line both buildpacks print when `file` cannot be downloaded from `location` (`why`)
+/// while START_PGPOOL_RELEASE_URL is set: etc/download-error's `custom` line, written out here
+/// word for word, so that a test compares the words and not the file with itself.
+pub fn custom_download_error(file: &str, why: &str, location: &str) -> String {
+    format!(
+        "cannot download {file} ({why}) from {location}: the build looks for release v{v} for \
+         stack {s} where START_PGPOOL_RELEASE_URL points ({{version}} and {{file}} are filled \
+         in); point it at a location that has it, or unset it for release v{v} of github.com/{r} \
+         (stack {s})",
+        v = version(),
+        s = stack(),
+        r = value_in("etc/release-location", "START_PGPOOL_REPOSITORY"),
+    )
 }
 
 pub fn version() -> &'static str {
