@@ -20,6 +20,7 @@ mod lifecycle;
 mod logical;
 mod map;
 mod observe;
+mod pgpool_build;
 mod properties;
 mod routing;
 mod selftest;

@@ -83,17 +83,26 @@ fn pgpool_build_changes_with_the_patches_and_the_pinned_source() {
 fn the_digest_covers_each_input() {
     let file = "# c\nPGPOOL_VERSION=4.7.2\nPGPOOL_DEBIAN_VERSION=4.7.2-1\nPGPOOL_DEBIAN_SUITE=sid\n\
                 PGPOOL_ORIG_SHA256=ab\nPGPOOL_BUILD=2\nPGPOOL_INPUTS=x\n";
-    let patches = vec![("0001-a.patch".to_string(), b"abc".to_vec())];
+    let patches = vec![(
+        "0001-detect-immediate-shutdown-notice.patch".to_string(),
+        b"abc".to_vec(),
+    )];
     assert_eq!(
         inputs(file, &patches),
         "PGPOOL_VERSION=4.7.2\nPGPOOL_DEBIAN_VERSION=4.7.2-1\nPGPOOL_ORIG_SHA256=ab\n\
-         ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  patches/0001-a.patch\n"
+         ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  patches/0001-detect-immediate-shutdown-notice.patch\n"
     );
     let base = inputs(file, &patches);
     let changed = [
         inputs(&file.replace("4.7.2-1", "4.7.2-2"), &patches),
         inputs(&file.replace("=ab", "=cd"), &patches),
-        inputs(file, &[("0001-a.patch".to_string(), b"abd".to_vec())]),
+        inputs(
+            file,
+            &[(
+                "0001-detect-immediate-shutdown-notice.patch".to_string(),
+                b"abd".to_vec(),
+            )],
+        ),
         inputs(file, &[("0001-b.patch".to_string(), b"abc".to_vec())]),
         inputs(file, &[]),
     ];
