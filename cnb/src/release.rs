@@ -152,15 +152,19 @@ mod tests {
         assert!(r.repository.contains('/'), "{r:?}");
     }
 
-    #[test]
-    fn artifact_names_match_bin_compile() {
-        let r = Release {
+    fn example() -> Release {
+        Release {
             version: "1.2.3".into(),
             repository: "o/r".into(),
             stack: "heroku-24".into(),
             pgpool_version: "4.7.2".into(),
             pgpool_build: "3".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn artifact_names_match_bin_compile() {
+        let r = example();
         assert_eq!(r.launcher_file(), "start-pgpool-1.2.3-heroku-24.tar.gz");
         assert_eq!(r.pgpool_file(), "pgpool-4.7.2-3-heroku-24.tar.gz");
         assert_eq!(
@@ -230,13 +234,7 @@ mod tests {
 
     #[test]
     fn the_download_error_fills_every_name_and_nothing_else() {
-        let r = Release {
-            version: "1.2.3".into(),
-            repository: "o/r".into(),
-            stack: "heroku-24".into(),
-            pgpool_version: "4.7.2".into(),
-            pgpool_build: "3".into(),
-        };
+        let r = example();
         for custom in [false, true] {
             let line = r.download_error("F", "W", "L", custom);
             assert!(!line.contains('@') && !line.contains('\n'), "{line}");
