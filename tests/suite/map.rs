@@ -1,5 +1,6 @@
-//! The map stays true: every repository path the project cites exists, `src/lib.rs` lists the
-//! modules in docs/ARCHITECTURE.md's layer order, and `use crate::` runs only down that order,
+//! The map stays true: every repository path the project cites exists (in docs, README, the
+//! templates, the code and the patches' headers), `src/lib.rs` lists the modules in
+//! docs/ARCHITECTURE.md's layer order, and `use crate::` runs only down that order,
 //! with no circle inside a folder. These read the repository's text as data (docs, and the
 //! import lines of src/), never to check what the code does.
 
@@ -72,11 +73,13 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("tests/*/test.sh", "pgpool's regression suite"),
     ("src/parser", "pgpool's source"),
     ("src/utils", "pgpool's source"),
-    ("src/libs/pcp/pcp.c", "pgpool's source"),
-    ("src/config/pool_config.l", "pgpool's source"),
-    ("src/config/pool_config_variables.c", "pgpool's source"),
-    ("src/protocol/pool_connection_pool.c", "pgpool's source"),
 ];
+
+/// pgpool's C sources (`src/protocol/pool_proto_modules.c`), which the patches and the notes on
+/// pgpool cite by their path in pgpool's tree: this repository holds no C (a test says so).
+fn in_pgpools_source(cited: &str) -> bool {
+    [".c", ".h", ".l", ".y"].iter().any(|e| cited.ends_with(e))
+}
 
 fn path_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_-./*<>".contains(c)
@@ -206,9 +209,14 @@ fn every_cited_repository_path_exists() {
         "tests",
         ".github",
         ".ci",
+        "patches",
     ] {
         walk(dir, &mut files);
     }
+    assert!(
+        !files.iter().any(|f| in_pgpools_source(f)),
+        "a C source in the repository: in_pgpools_source can no longer tell pgpool's apart"
+    );
     // Golden files repeat the template; the regressions file is proptest's; lint's pins are
     // npm's; this file's own examples are not citations.
     files.retain(|f| {
@@ -219,11 +227,21 @@ fn every_cited_repository_path_exists() {
     });
     let mut missing = BTreeMap::<String, BTreeSet<String>>::new();
     for f in &files {
-        let Ok(text) = std::fs::read_to_string(Path::new(ROOT).join(f)) else {
+        let Ok(mut text) = std::fs::read_to_string(Path::new(ROOT).join(f)) else {
             continue;
         };
+        // A patch's header is ours; the diff below it is pgpool's tree.
+        if f.ends_with(".patch") {
+            let end = ["\ndiff --git ", "\n--- a/", "\nIndex: "]
+                .iter()
+                .filter_map(|m| text.find(m))
+                .min()
+                .unwrap_or(text.len());
+            text.truncate(end);
+        }
         for cited in citations(&text) {
-            if ELSEWHERE.iter().any(|(p, _)| *p == cited) || exists(&cited) {
+            let elsewhere = ELSEWHERE.iter().any(|(p, _)| *p == cited);
+            if elsewhere || in_pgpools_source(&cited) || exists(&cited) {
                 continue;
             }
             missing.entry(cited).or_default().insert(f.clone());
@@ -337,23 +355,41 @@ fn module_of(file: &str) -> Vec<String> {
 /// The modules `file` (module `me`) names through `crate::`, `super::`, `self::`, or (in a
 /// folder's mod.rs) a child module's own name; a path resolves to the longest known module.
 /// Its `#[cfg(test)]` part and comments are not read: tests may reach anywhere.
-fn imports(text: &str, me: &[String], known: &BTreeSet<Vec<String>>) -> BTreeSet<Vec<String>> {
+fn imports(
+    text: &str,
+    me: &[String],
+    is_folder: bool,
+    known: &BTreeSet<Vec<String>>,
+) -> BTreeSet<Vec<String>> {
     let children: Vec<&String> = known
         .iter()
         .filter(|m| m.len() == me.len() + 1 && m.starts_with(me))
         .map(|m| m.last().unwrap())
         .collect();
     let mut out = BTreeSet::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("#[cfg(test)]") {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    for (n, line) in lines.iter().enumerate() {
+        // The test module ends the file by convention; a `#[cfg(test)]` item elsewhere is read.
+        let next = lines[n + 1..].iter().find(|l| !l.is_empty());
+        if line.starts_with("#[cfg(test)]") && next.is_some_and(|l| l.starts_with("mod ")) {
             break;
         }
         if line.starts_with("//") || line.starts_with("mod ") || line.starts_with("pub mod ") {
             continue;
         }
-        // Re-exports in a folder's mod.rs name its children for the callers' sake.
-        if line.starts_with("pub use ") || line.starts_with("pub(crate) use ") {
+        // A folder's mod.rs re-exports its own children for the callers' sake.
+        let reexport = ["pub use ", "pub(crate) use "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p));
+        if is_folder
+            && reexport.is_some_and(|r| {
+                r.starts_with("self::")
+                    || children.iter().any(|c| {
+                        r.strip_prefix(c.as_str())
+                            .is_some_and(|t| t.starts_with("::"))
+                    })
+            })
+        {
             continue;
         }
         let code = line.split("//").next().unwrap();
@@ -439,7 +475,8 @@ fn imports_only_go_down_the_layers_and_never_in_a_circle() {
             ));
             continue;
         };
-        for target in imports(&read(f), &me, &known) {
+        let is_folder = f.ends_with("/mod.rs");
+        for target in imports(&read(f), &me, is_folder, &known) {
             match layer_of(&target[0]) {
                 None => wrong.push(format!("{f}: uses {}, in no row", target.join("::"))),
                 Some(l) if l < my_layer => wrong.push(format!(
@@ -524,9 +561,11 @@ fn the_import_reader_resolves_paths_and_finds_circles() {
     .collect();
     let me: Vec<String> = vec!["watch".into(), "repair".into()];
     let text = "use crate::pgpool::sql::{self, Node};\nuse super::events;\n\
+                #[cfg(test)]\nfn only_in_tests() {}\npub use crate::pgpool::Release;\n\
+                pub use lost_copy::Rule;\n\
                 fn f() { lost_copy::next(); crate::pgpool::Files::new(); }\n\
-                // crate::watch::nothing\n#[cfg(test)]\nuse crate::launch;\n";
-    let got: Vec<String> = imports(text, &me, &known)
+                // crate::watch::nothing\n#[cfg(test)]\nmod tests {\nuse crate::launch;\n}\n";
+    let got: Vec<String> = imports(text, &me, true, &known)
         .into_iter()
         .map(|m| m.join("::"))
         .collect();
