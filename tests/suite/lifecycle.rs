@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 
 use crate::support::api::events;
 use crate::support::cluster;
-use crate::support::l2met::head;
+use crate::support::l2met::{at, head};
 use crate::support::launcher::*;
 use crate::support::proc::{Proc, children_of, cmdline, descendants, stat};
 
@@ -551,7 +551,8 @@ fn pgpool_exits_on_the_stop_even_while_it_replaces_children() {
         let took = t.elapsed();
         slowest = slowest.max(took);
         // A child left behind after main exited shows as pgpool-children-left.
-        let timed_out = log.contains("pgpool-stop-timeout") || log.contains("pgpool-children-left");
+        let timed_out = log.contains(&at(events::PGPOOL_STOP_TIMEOUT))
+            || log.contains(&at(events::PGPOOL_CHILDREN_LEFT));
         eprintln!(
             "round {round}: stopped {} ms after the sessions closed, in {:.2} s{}",
             delay.as_millis(),

@@ -63,29 +63,13 @@ pub fn built_pgpool() -> PathBuf {
     pgpool_build_dir().join("root/bin/pgpool")
 }
 
-/// Runs `etc/build-pgpool` once per test process (a no-op in a few ms when its output is
-/// current; it takes a lock, so test binaries running at once build it only once) and returns
-/// the built pgpool. `etc/test` has already run it, so within the suite this only checks.
+/// What `etc/build-pgpool` made (`etc/test` runs it before the tests), for the tests that need
+/// that build itself (its artifacts, its version) and not another build of ours. Missing, the
+/// test fails: a test never builds it, so no run passes by building it halfway through.
 pub fn ensure_built_pgpool() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/build-pgpool");
-            let out = Command::new("bash")
-                .arg(script)
-                .stdin(Stdio::null())
-                .output()
-                .expect("run etc/build-pgpool");
-            assert!(
-                out.status.success(),
-                "etc/build-pgpool failed: {}",
-                show(&out)
-            );
-            let bin = built_pgpool();
-            assert!(bin.is_file(), "etc/build-pgpool left no {}", bin.display());
-            bin
-        })
-        .clone()
+    let bin = built_pgpool();
+    assert!(bin.is_file(), "no {}: run etc/build-pgpool", bin.display());
+    bin
 }
 
 /// The pgpool the tests run, always a build of ours: `START_PGPOOL_TEST_PGPOOL_BIN` (another
