@@ -2,8 +2,8 @@
 //! definitions): its name, its default as a real value, a one-line doc, and its parser with the
 //! range it enforces. From that one entry come its `Def` const, its place in [`ALL`] (which
 //! `--help` lists and a test holds README.md's settings table to), its field in `Settings` and
-//! its read in `Settings::from_env`, in the table's order (so when several are bad, the first in
-//! README's order is named). README and `--help` show a default as it would be written in the
+//! its read in `Settings::from_env`. The table's settings are read in its order, then the
+//! hand-written steps below; when several are bad, the first read is named. README and `--help` show a default as it would be written in the
 //! variable (`5` for five seconds); only a default that is no value ("unset", "none", "search")
 //! is given in words, and a test ties each such word to what happens. Pure: the env is a map
 //! handed in.

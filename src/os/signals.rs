@@ -6,9 +6,9 @@ use anyhow::{Result, anyhow};
 use nix::sys::signal::{SigHandler, Signal};
 use tokio::signal::unix::{SignalKind, signal};
 
-/// The signals forwarded to the app: every one tini forwards, so that start-pgpool can stand
-/// where tini stands (PID 1, or between a platform and the app) and no signal sent to it ends
-/// it by its default action. The guard that outlives a killed launcher ignores the same ones
+/// The signals forwarded to the app: every one tini forwards but SIGPIPE and the realtime ones
+/// (`NOT_FORWARDED` says why), so that start-pgpool can stand where tini stands (PID 1, or
+/// between a platform and the app) and no signal sent to it ends it by its default action. The guard that outlives a killed launcher ignores the same ones
 /// (they are meant for the launcher and app).
 pub const FORWARDED: &[Signal] = &[
     Signal::SIGTERM,

@@ -143,7 +143,9 @@ impl Pgpool {
         if self.status.is_none() {
             match nix::sys::signal::kill(self.pgid, Signal::SIGINT) {
                 Ok(()) | Err(Errno::ESRCH) => {}
-                Err(e) => event!(log::events::PGPOOL_SIGNAL_FAILED, error = %e),
+                Err(e) => {
+                    event!(log::events::PGPOOL_SIGNAL_FAILED, signal = %Signal::SIGINT, error = %e)
+                }
             }
         }
         let pgid = self.pgid;

@@ -101,11 +101,6 @@ pub fn pgpool_bin() -> PathBuf {
 /// pgpool `bin` was built from our patches: 0007 makes `--version` say it reads
 /// `backend_sslmodeN`, which stock pgpool cannot.
 pub fn is_ours(bin: &Path) -> bool {
-    holds_tls_modes(bin)
-}
-
-/// pgpool `bin` reads `backend_sslmodeN` (patch 0007 says so in `--version`).
-pub fn holds_tls_modes(bin: &Path) -> bool {
     Command::new(bin)
         .arg("--version")
         .output()
@@ -169,7 +164,7 @@ impl Launcher {
     pub fn use_pgpool(&mut self, bin: impl AsRef<Path>) -> &mut Self {
         let bin = bin.as_ref();
         self.set("PGPOOL_BIN", bin);
-        if !holds_tls_modes(bin) {
+        if !is_ours(bin) {
             for v in self.env.values_mut() {
                 if let Some(s) = v.to_str()
                     && s.starts_with("postgres")
@@ -668,8 +663,9 @@ impl Live {
 
     /// Children the launcher found stuck and SIGKILLed (src/watch/stuck/).
     pub fn stuck_kills(&self) -> usize {
-        let needle = format!(" at={} ", events::PGPOOL_CHILD_STUCK.name);
-        self.log().matches(&needle).count()
+        self.log()
+            .matches(&super::l2met::at(events::PGPOOL_CHILD_STUCK))
+            .count()
     }
 
     /// Waits (max `timeout`) until the launcher has logged `n` lines of `event`.
