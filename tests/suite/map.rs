@@ -589,3 +589,100 @@ fn the_import_reader_resolves_paths_and_finds_circles() {
         .collect();
     assert_eq!(find_circle(&line), None);
 }
+
+// The names ARCHITECTURE.md uses --------------------------------------------------------------
+
+/// docs/ARCHITECTURE.md also names files by their path inside `src/`, `tests/` or `cnb/src/`
+/// (`os/proc.rs`, `stale_follower.rs`, `suite/map.rs`) and code by its Rust path
+/// (`repair::log`, `Settings::from_env`): each file must exist, and the last name of each path
+/// must be defined somewhere in the code (`X` and `FOO` stand for any).
+#[test]
+fn architecture_names_files_and_items_that_exist() {
+    let doc = read("docs/ARCHITECTURE.md");
+    let mut code = Vec::new();
+    for dir in ["src", "tests", "cnb/src"] {
+        walk(dir, &mut code);
+    }
+    code.retain(|f| f.ends_with(".rs"));
+    let texts: Vec<String> = code.iter().map(|f| read(f)).collect();
+    let mut missing = Vec::new();
+    for token in doc.split('`').skip(1).step_by(2) {
+        let rooted = ROOTS.iter().any(|r| token.starts_with(r));
+        if !rooted && (token.ends_with(".rs") || token.ends_with('/')) && !token.contains(' ') {
+            let tail = format!("/{}", token.trim_end_matches('/'));
+            let found = code.iter().any(|f| {
+                f.ends_with(&tail)
+                    || Path::new(f)
+                        .parent()
+                        .is_some_and(|d| d.ends_with(&tail[1..]))
+            });
+            let elsewhere = ["", "src/", "tests/", "cnb/src/", "etc/"]
+                .iter()
+                .any(|r| exists(&format!("{r}{token}")));
+            if !found && !elsewhere {
+                missing.push(format!("file {token}"));
+            }
+        } else if token.contains("::") && !token.starts_with("use ") {
+            let path = token.split(['(', '!', ' ']).next().unwrap();
+            let last = path.rsplit("::").next().unwrap();
+            if last.is_empty() || ["X", "FOO"].contains(&last) {
+                continue;
+            }
+            if !texts.iter().any(|t| defines(t, last))
+                && !code.iter().any(|f| names_module(f, last))
+            {
+                missing.push(format!("item {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/ARCHITECTURE.md names what the code does not have:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn definitions_are_found_by_their_whole_name() {
+    let text = "pub fn log(x: u8) {}\nstruct Repairs;\nmacro_rules! settings {}\n";
+    assert!(defines(text, "log") && defines(text, "Repairs") && defines(text, "settings"));
+    assert!(!defines(text, "lo") && !defines(text, "logs") && !defines(text, "Repair"));
+    assert!(names_module("src/watch/repair/mod.rs", "repair"));
+    assert!(names_module("tests/support/l2met.rs", "l2met"));
+    assert!(!names_module("src/watch/repair/mod.rs", "watch"));
+}
+
+/// `text` defines `name`: a fn, type, const, static, module or macro of that name.
+fn defines(text: &str, name: &str) -> bool {
+    let kinds = [
+        "fn ",
+        "struct ",
+        "enum ",
+        "trait ",
+        "type ",
+        "const ",
+        "static ",
+        "mod ",
+        "macro_rules! ",
+    ];
+    kinds.iter().any(|k| {
+        text.match_indices(&format!("{k}{name}")).any(|(i, m)| {
+            let after = text[i + m.len()..].chars().next();
+            !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    })
+}
+
+/// `file` is the module `name` (`src/watch/repair/mod.rs` is `repair`, `tests/support/l2met.rs`
+/// is `l2met`).
+fn names_module(file: &str, name: &str) -> bool {
+    let p = Path::new(file);
+    let stem = p.file_stem().unwrap().to_string_lossy();
+    if stem == "mod" || stem == "main" {
+        p.parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|d| d == name)
+    } else {
+        stem == name
+    }
+}
