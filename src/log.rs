@@ -38,15 +38,22 @@ pub fn init(level: LogLevel) {
         .try_init();
 }
 
-/// One relayed line of pgpool output.
+/// One relayed line of pgpool output, at the level the relay gave it (`events::PGPOOL` is
+/// `Relayed`: its level is the line's).
 pub fn pgpool_line(level: Level, line: &str) {
-    let at = events::PGPOOL.name;
-    match level {
-        Level::ERROR => tracing::error!(message = at, line),
-        Level::WARN => tracing::warn!(message = at, line),
-        Level::INFO => tracing::info!(message = at, line),
-        _ => tracing::debug!(message = at, line),
-    }
+    let level = match level {
+        Level::ERROR => events::Level::Error,
+        Level::WARN => events::Level::Warn,
+        Level::INFO => events::Level::Info,
+        _ => events::Level::Debug,
+    };
+    event!(
+        events::Event {
+            level,
+            ..events::PGPOOL
+        },
+        line
+    );
 }
 
 struct L2met;

@@ -191,7 +191,6 @@ fn citations_are_read_whole() {
     assert!(exists("patches/*.patch"));
     assert!(exists("src/"));
     assert!(!exists("tests/golden/pgpool-<family>.toml"));
-    assert!(!exists("src/family.rs"));
     assert!(matches("pgpool-*.conf", "pgpool-4.7.conf"));
     assert!(!matches("pgpool-*.conf", "pgpool-4.7.confx"));
 }
