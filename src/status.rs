@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
+use crate::pgpool::node::Node;
 use crate::pgpool::pcp::{Credentials, NodeState, Pcp};
 use crate::pgpool::runtime_dir;
-use crate::pgpool::sql::{self, Node};
+use crate::pgpool::sql;
 
 /// How long `SHOW POOL_NODES` may take before pcp is asked instead: it answers in well under a
 /// second when every server does.

@@ -39,8 +39,10 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// pgpool's `health_check_timeout` as templates/pgpool.conf.tera renders it.
-const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How soon after a node hangs or is cut off pgpool must have detached it (issue 14's bound).
+/// templates/pgpool.conf.tera's `health_check_timeout` (4 s) and period (1 s) fit inside it with
+/// room for the failover itself: at a 5 s timeout a CI run detached at 6.07 s.
+const DETACH_WITHIN: Duration = Duration::from_secs(6);
 
 /// A new session, or a write failing for want of a primary, that takes longer than this waited
 /// for the bad node: the shortest of pgpool's waits on one is `connect_timeout`, 3 s. A new
@@ -449,7 +451,7 @@ impl Figures {
             .detached
             .unwrap_or_else(|| panic!("pgpool never detached the node:\n{}", self.log));
         assert!(
-            detached <= secs(HEALTH_CHECK_TIMEOUT) + 1.0,
+            detached <= secs(DETACH_WITHIN),
             "pgpool detached the node only {detached} s after the fault"
         );
         self.check_event(detached);
@@ -618,10 +620,10 @@ fn new_sessions_during_a_cut_are_served_once_the_follower_is_detached() {
             took.as_secs_f64()
         );
     }
-    // The detach comes within health_check_timeout (and a check period) of the cut; the child
+    // The detach comes within DETACH_WITHIN of the cut; the child
     // gives up within a quarter of a second of it, then logs in to the nodes left.
     assert!(
-        worst <= secs(HEALTH_CHECK_TIMEOUT) + 1.0 + secs(SERVED_WITHIN),
+        worst <= secs(DETACH_WITHIN) + secs(SERVED_WITHIN),
         "a session waited {worst} s for a node pgpool had detached"
     );
     assert_eq!(stuck_kills, 0, "the watchdog killed children:\n{log}");

@@ -234,6 +234,13 @@ settings! {
             doc: "seconds before a pgpool child stuck reading a server is SIGKILLed; 0 = off (0-3600)",
             parse: |var, v| seconds_or_off(var, v, 3600),
         }
+        /// `None` = never (pgpool's `connection_life_time = 0`).
+        IDLE_TIMEOUT: Option<Duration> => idle_timeout {
+            name: "PGPOOL_IDLE_TIMEOUT",
+            default: Some(Duration::from_secs(60)),
+            doc: "seconds pgpool keeps a server connection cached for a client that left; 0 keeps it as long as the child lives (0-86400)",
+            parse: |var, v| seconds_or_off(var, v, 86_400),
+        }
         MAX_CONNECTIONS_SHARE: f64 => max_connections_share {
             name: "PGPOOL_MAX_CONNECTIONS_SHARE",
             default: 0.5,

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 
 use crate::config::Backend;
 use crate::log::{self, event};
-use crate::pgpool::sql::{self, Node};
+use crate::pgpool::node::Node;
+use crate::pgpool::sql;
 use crate::servers::reach;
 
 /// Runs `SHOW POOL_NODES` through pgpool as the app would connect.

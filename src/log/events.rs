@@ -53,12 +53,12 @@ catalogue! {
     PGPOOL_READY "pgpool-ready" Info "pgpool answers on `port=`: `nodes=` known, `up=` of them up, `ms=` after start";
     FOLLOWER_DOWN "follower-down" Warn "a follower (`source=`) was down when pgpool became ready";
     STOPPED_BEFORE_READY "stopped-before-ready" Info "a stop `signal=` came before pgpool was ready; pgpool is stopped, the app never started";
-    CONNECTION_BUDGET "connection-budget" Info "connections this pgpool may hold on each node (`per_node=`), and the primary's `max_connections=`";
-    CONNECTION_BUDGET_HIGH "connection-budget-high" Warn "`per_node=` is more than `share=` of the primary's `max_connections=`";
+    CONNECTION_BUDGET "connection-budget" Info "connections this pgpool may hold on each node (`per_node=`), what it holds there idle (`idle_per_node=`), and the primary's `max_connections=`";
+    CONNECTION_BUDGET_HIGH "connection-budget-high" Warn "`per_node=` is more than `share=` of the primary's `max_connections=` (`idle_per_node=` as above)";
     FOLLOWER_NAME "follower-name" Info "a follower's `application_name=`, found on the primary and given to pgpool";
     FOLLOWER_NAMES_NOT_APPLIED "follower-names-not-applied" Warn "the followers' names could not be given to pgpool (`error=`)";
     REPLICATION_STATE_HIDDEN "replication-state-hidden" Warn "the primary hides its replication state from `user=`; `grant=` is the fix";
-    METRICS "metrics" Info "one node's counters (`sample#pgpool.node.*`), every `PGPOOL_METRICS_INTERVAL`";
+    METRICS "metrics" Info "one node's counters (`sample#pgpool.node.*`) and the logins made to it since the last line by pgpool's checks and by the launcher's sessions (`count#pgpool.node.*`), every `PGPOOL_METRICS_INTERVAL`";
     NODE_DOWN "node-down" Warn "pgpool detached node `node=` (`source=`)";
     NODE_UP "node-up" Info "node `node=` (`source=`) is back in pgpool";
     NODE_ROLE "node-role" Warn "node `node=` (`source=`) changed `role=`";

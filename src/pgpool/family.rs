@@ -193,11 +193,15 @@ pub struct Release {
     /// In logical replication mode it keeps the writes off the copies while the primary is
     /// down (patch 0008).
     pub logical_primary_kept: bool,
+    /// Its checks keep their connections, and pcp's node info answers from them with the
+    /// select count and the checks' logins (patch 0011): the launcher watches through pcp alone.
+    pub checks_keep_connections: bool,
 }
 
-/// The lines patches 0007 and 0008 add to `pgpool --version`.
+/// The lines patches 0007, 0008 and 0011 add to `pgpool --version`.
 pub const BACKEND_TLS_LINE: &str = "backend_sslmode: yes";
 pub const LOGICAL_PRIMARY_LINE: &str = "logical_primary_kept: yes";
+pub const CHECKS_KEEP_LINE: &str = "checks_keep_connections: yes";
 
 impl Release {
     pub fn new(version: Version) -> Option<Release> {
@@ -206,6 +210,7 @@ impl Release {
             family: Family::of(version)?,
             backend_tls: false,
             logical_primary_kept: false,
+            checks_keep_connections: false,
         })
     }
 }

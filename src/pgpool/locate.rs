@@ -6,7 +6,9 @@ use std::process::Stdio;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::family::{BACKEND_TLS_LINE, Family, LOGICAL_PRIMARY_LINE, Release, Version};
+use super::family::{
+    BACKEND_TLS_LINE, CHECKS_KEEP_LINE, Family, LOGICAL_PRIMARY_LINE, Release, Version,
+};
 
 /// Finds the pgpool executable: `PGPOOL_BIN`, then the apt buildpack's `$HOME/.apt` (an app
 /// that lists `pgpool2` in its Aptfile asked for that one), then the copy this buildpack
@@ -100,6 +102,7 @@ pub fn release(bin: &Path) -> Result<Release> {
     let says = |line: &str| text.lines().any(|l| l.trim() == line);
     release.backend_tls = says(BACKEND_TLS_LINE);
     release.logical_primary_kept = says(LOGICAL_PRIMARY_LINE);
+    release.checks_keep_connections = says(CHECKS_KEEP_LINE);
     Ok(release)
 }
 

@@ -5,6 +5,7 @@
 pub mod family;
 pub(crate) mod guard;
 pub mod locate;
+pub(crate) mod node;
 pub(crate) mod pcp;
 pub(crate) mod process;
 pub(crate) mod relay;

@@ -21,6 +21,7 @@ use md5::{Digest as _, Md5};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 
+use super::node::Node;
 use super::runtime_dir::Files;
 use crate::secret::Secret;
 /// No pcp exchange of ours takes long; a pgpool busy with a failover answers after it.
@@ -155,13 +156,8 @@ pub struct NodeState {
 
 impl NodeState {
     pub fn is_up(&self) -> bool {
-        status_is_up(&self.status)
+        super::node::status_is_up(&self.status)
     }
-}
-
-/// `waiting` means up but not yet used by any session.
-pub fn status_is_up(status: &str) -> bool {
-    matches!(status, "up" | "waiting")
 }
 
 /// The request for node `id`'s health-check stats: its id as a string, NUL.
@@ -193,6 +189,73 @@ pub fn parse_health_check_stats(body: &[u8]) -> Result<NodeState> {
     let status = next("status")?;
     let role = next("role")?;
     Ok(NodeState { id, status, role })
+}
+
+/// The request for every node's info (`I`, node id `-1`).
+pub fn node_info_request() -> Vec<u8> {
+    message(b'I', &cstrings(&["-1"]))
+}
+
+/// pgpool's `BACKEND_STATUS` number as `SHOW POOL_NODES` words it (`backend_status_to_str`).
+fn status_word(number: &str, quarantine: bool) -> &'static str {
+    match number {
+        "0" => "unused",
+        "1" => "waiting",
+        "2" => "up",
+        "3" if quarantine => "quarantine",
+        "3" => "down",
+        _ => "unknown",
+    }
+}
+
+/// pgpool's `SERVER_ROLE` number as `SHOW POOL_NODES` words it.
+fn role_word(number: &str) -> &'static str {
+    match number {
+        "0" => "main",
+        "1" => "replica",
+        "2" => "primary",
+        "3" => "standby",
+        _ => "unknown",
+    }
+}
+
+/// The body of one `i` reply to a node-info request, node `id`: `NodeInfo`, then NUL-terminated
+/// fields in pcp_worker.c's order: host, port, status (a number), quarantine, pg_status, weight,
+/// role (a number), pg_role, delay by time, delay, replication state, sync state, last change;
+/// then, from our build only (patch 0011), the select count and the logins of the health check
+/// and of the streaming check. Without those three (a stock pgpool) the node has no select count
+/// and no login count.
+pub fn parse_node_info(id: usize, body: &[u8]) -> Result<Node> {
+    let fields: Vec<String> = body
+        .split(|&c| c == 0)
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    if fields.first().map(String::as_str) != Some("NodeInfo") {
+        bail!("pcp answered node info without NodeInfo");
+    }
+    let field = |i: usize| fields.get(i).map(String::as_str);
+    let (Some(status), Some(quarantine), Some(pg_status), Some(role), Some(pg_role)) =
+        (field(3), field(4), field(5), field(7), field(8))
+    else {
+        bail!("pcp's node info for node {id} is short");
+    };
+    let number = |i: usize| field(i).and_then(|v| v.parse::<u64>().ok());
+    let delay_by_time = field(9) == Some("1");
+    Ok(Node {
+        id,
+        status: status_word(status, quarantine == "1").to_string(),
+        role: role_word(role).to_string(),
+        select_count: number(14).unwrap_or(0),
+        lag_bytes: if delay_by_time {
+            0
+        } else {
+            number(10).unwrap_or(0)
+        },
+        replication_state: field(11).unwrap_or("").to_string(),
+        pg_status: Some(pg_status.to_string()),
+        pg_role: Some(pg_role.to_string()),
+        check_logins: number(15).zip(number(16)).map(|(h, s)| h + s),
+    })
 }
 
 /// The launcher's pcp client.
@@ -237,6 +300,28 @@ impl Pcp {
                     bail!("pcp answered for node {} where {id} was asked", node.id);
                 }
                 out.push(node);
+            }
+            let _ = s.write_all(&message(b'X', &[])).await;
+            Ok(out)
+        })
+        .await
+        .context("pcp did not answer")?
+    }
+
+    /// Every node as pgpool's shared memory has it, from one node-info request (`I`). With our
+    /// build nothing in it asks a server while the node is up (patch 0011); stock pgpool pings
+    /// every node and logs in to each to read its role.
+    pub async fn node_info(&self, count: usize, timeout: Duration) -> Result<Vec<Node>> {
+        tokio::time::timeout(timeout, async {
+            let mut s = self.login().await?;
+            s.write_all(&node_info_request()).await?;
+            let size = expect(&mut s, b'i').await?;
+            if !size.starts_with(b"ArraySize\0") {
+                bail!("pcp answered node info without ArraySize");
+            }
+            let mut out = Vec::with_capacity(count);
+            for id in 0..count {
+                out.push(parse_node_info(id, &expect(&mut s, b'i').await?)?);
             }
             let _ = s.write_all(&message(b'X', &[])).await;
             Ok(out)
@@ -326,6 +411,60 @@ async fn expect(s: &mut UnixStream, tag: u8) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node_info_body(fields: &[&str]) -> Vec<u8> {
+        cstrings(&[&["NodeInfo"], fields].concat())
+    }
+
+    #[test]
+    fn node_info_from_our_build_has_the_counts() {
+        let body = node_info_body(&[
+            "127.0.0.1",
+            "5433",
+            "2",
+            "0",
+            "up",
+            "0.5",
+            "3",
+            "standby",
+            "0",
+            "4096",
+            "streaming",
+            "async",
+            "1765000000",
+            "17",
+            "2",
+            "1",
+        ]);
+        let n = parse_node_info(1, &body).unwrap();
+        assert_eq!(
+            (n.id, n.status.as_str(), n.role.as_str()),
+            (1, "up", "standby")
+        );
+        assert_eq!(
+            (n.pg_status.as_deref(), n.pg_role.as_deref()),
+            (Some("up"), Some("standby"))
+        );
+        assert_eq!((n.select_count, n.lag_bytes), (17, 4096));
+        assert_eq!(n.replication_state, "streaming");
+        assert_eq!(n.check_logins, Some(3));
+    }
+
+    #[test]
+    fn node_info_from_stock_pgpool_has_no_counts_and_words_the_numbers() {
+        let body = node_info_body(&[
+            "h", "5432", "3", "1", "down", "0", "2", "unknown", "1", "5000", "", "", "0",
+        ]);
+        let n = parse_node_info(0, &body).unwrap();
+        assert_eq!(
+            (n.status.as_str(), n.role.as_str()),
+            ("quarantine", "primary")
+        );
+        assert_eq!((n.select_count, n.lag_bytes, n.check_logins), (0, 0, None));
+        assert!(!n.is_up());
+        assert!(parse_node_info(0, &node_info_body(&["h", "5432", "2"])).is_err());
+        assert!(parse_node_info(0, &cstrings(&["CommandComplete"])).is_err());
+    }
 
     #[test]
     fn messages_count_their_length_word() {

@@ -55,6 +55,8 @@ struct ConfCtx<'a> {
     num_init_children: u32,
     max_pool: u32,
     delay_threshold: u64,
+    /// `connection_life_time`: `PGPOOL_IDLE_TIMEOUT` in seconds, 0 = never.
+    connection_life_time: u64,
     /// `backend_clustering_mode` (4.2 and later).
     clustering_mode: &'static str,
     /// pgpool's one switch, for a pgpool without per-server modes (and the frontend side).
@@ -121,6 +123,7 @@ pub fn render_with_names(
         num_init_children: settings.num_init_children,
         max_pool: settings.max_pool,
         delay_threshold: settings.max_lag_bytes.unwrap_or(0),
+        connection_life_time: settings.idle_timeout.map_or(0, |d| d.as_secs()),
         clustering_mode: if logical {
             "logical_replication"
         } else {

@@ -4,58 +4,14 @@
 //! it.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, SimpleQueryMessage, SimpleQueryRow};
 
+use super::node::Node;
 use crate::config::Backend;
-
-/// One row of `SHOW POOL_NODES`, the columns we use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub id: usize,
-    pub status: String,
-    pub role: String,
-    /// SELECTs pgpool sent to this node since it started.
-    pub select_count: u64,
-    /// Replication delay in bytes of WAL as pgpool's streaming check last saw it.
-    pub lag_bytes: u64,
-    /// The follower's `state` in the primary's `pg_stat_replication` (`streaming`), as
-    /// pgpool's streaming check last saw it; empty when pgpool cannot tell.
-    pub replication_state: String,
-    /// What the server itself says, asked afresh for this row: `up`/`down`, and
-    /// `primary`/`standby`/`unknown`. `None` before pgpool 4.3.
-    pub pg_status: Option<String>,
-    pub pg_role: Option<String>,
-}
-
-impl Node {
-    /// A node as a unit test describes it.
-    #[cfg(test)]
-    pub fn at(id: usize, status: &str, role: &str) -> Node {
-        Node {
-            id,
-            status: status.into(),
-            role: role.into(),
-            select_count: 0,
-            lag_bytes: 0,
-            replication_state: String::new(),
-            pg_status: None,
-            pg_role: None,
-        }
-    }
-
-    /// `waiting` means up but not yet used by any session.
-    pub fn is_up(&self) -> bool {
-        super::pcp::status_is_up(&self.status)
-    }
-
-    /// The server itself answered, as `role`.
-    pub fn answers_as(&self, role: &str) -> bool {
-        self.pg_status.as_deref() == Some("up") && self.pg_role.as_deref() == Some(role)
-    }
-}
 
 /// A session through pgpool on loopback TCP, as the app connects: its credentials, no TLS.
 pub fn tcp_config(port: u16, primary: &Backend) -> Config {
@@ -85,24 +41,41 @@ pub fn socket_config(socket_dir: &Path, port: u16, user: &str, dbname: &str) -> 
     cfg
 }
 
+/// Sessions the launcher has opened (or tried to) through pgpool: the metrics report them,
+/// since each makes pgpool's child log in to every node it has no cached connection to.
+static SESSIONS: AtomicU64 = AtomicU64::new(0);
+
+pub fn sessions_opened() -> u64 {
+    SESSIONS.load(Ordering::Relaxed)
+}
+
 /// Runs `work` on a new session, driving the session here rather than on a task of its own:
 /// when a caller's timeout drops this future, the session goes with it, instead of holding a
 /// pgpool child until pgpool answers. `work` owns the client, so the session ends with it.
+///
+/// The session ends by closing the socket, without a Terminate message: pgpool then closes the
+/// server connections the session's child opened, where after a Terminate it would keep them
+/// cached for the next client (child.c, `connection_cache`). The launcher's sessions are one-offs
+/// (readiness, the budget, discovery's probes), and an idle dyno should hold nothing on the
+/// servers but pgpool's two checks (docs/pgpool.md, "What an idle dyno costs the servers").
+/// pgpool logs such a close only at debug level.
 /// Errors from the server or the connection stay `tokio_postgres::Error`s inside the
 /// `anyhow::Error` (callers downcast to tell a server's answer from a broken connection).
 pub async fn with_session<T, F>(cfg: Config, work: impl FnOnce(Client) -> F) -> anyhow::Result<T>
 where
     F: std::future::Future<Output = anyhow::Result<T>>,
 {
+    SESSIONS.fetch_add(1, Ordering::Relaxed);
     let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
     let mut conn = Box::pin(conn);
     let mut work = std::pin::pin!(work(c));
     tokio::select! {
         biased;
         out = &mut work => {
-            let out = out?;
-            let _ = conn.await;
-            Ok(out)
+            // Never polled again, the connection sends no Terminate; dropping it closes the
+            // socket.
+            drop(conn);
+            Ok(out?)
         }
         ended = &mut conn => {
             // The session ended before the work: a server that sends an error and closes
@@ -157,6 +130,7 @@ fn parse_pool_nodes(msgs: &[SimpleQueryMessage]) -> Vec<Node> {
             replication_state: optional(r, "replication_state").unwrap_or_default(),
             pg_status: optional(r, "pg_status"),
             pg_role: optional(r, "pg_role"),
+            check_logins: None,
         })
         .collect()
 }

@@ -6,10 +6,24 @@ use crate::config::{Backend, Settings};
 use crate::log::{self, event};
 use crate::pgpool::sql;
 
+/// Connections pgpool's own checks hold on each node: the health check's and the streaming
+/// check's, which our build keeps between checks (patch 0011).
+pub const CHECK_CONNECTIONS: u32 = 2;
+
 /// Backend connections this pgpool may hold on each node: every child keeps one to every node,
-/// the primary included (docs/pgpool.md, "Connections per node").
+/// the primary included (docs/pgpool.md, "Connections per node"), and the checks theirs.
 pub fn connections_per_node(settings: &Settings) -> u32 {
-    settings.num_init_children * settings.max_pool
+    settings.num_init_children * settings.max_pool + CHECK_CONNECTIONS
+}
+
+/// What an idle dyno holds on each node: the checks' connections once `PGPOOL_IDLE_TIMEOUT`
+/// has closed the ones cached for clients that left; without it, all it ever opened.
+pub fn idle_connections_per_node(settings: &Settings) -> u32 {
+    if settings.idle_timeout.is_some() {
+        CHECK_CONNECTIONS
+    } else {
+        connections_per_node(settings)
+    }
 }
 
 /// The budget line, with its fields.
@@ -54,6 +68,7 @@ pub async fn log(port: u16, backends: &[Backend], settings: &Settings) {
     .flatten()
     .and_then(|v| v.parse::<u32>().ok());
     let share = settings.max_connections_share;
+    let idle_per_node = idle_connections_per_node(settings);
     match verdict(connections_per_node(settings), max, share) {
         Verdict::High {
             per_node,
@@ -62,14 +77,22 @@ pub async fn log(port: u16, backends: &[Backend], settings: &Settings) {
         } => event!(
             log::events::CONNECTION_BUDGET_HIGH,
             per_node,
+            idle_per_node,
             max_connections,
             share
         ),
         Verdict::Within {
             per_node,
             max_connections,
-        } => event!(log::events::CONNECTION_BUDGET, per_node, max_connections),
-        Verdict::Unknown { per_node } => event!(log::events::CONNECTION_BUDGET, per_node),
+        } => event!(
+            log::events::CONNECTION_BUDGET,
+            per_node,
+            idle_per_node,
+            max_connections
+        ),
+        Verdict::Unknown { per_node } => {
+            event!(log::events::CONNECTION_BUDGET, per_node, idle_per_node)
+        }
     }
 }
 

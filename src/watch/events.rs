@@ -4,8 +4,8 @@
 
 use crate::config::Backend;
 use crate::log::{self, event};
+use crate::pgpool::node::Node;
 use crate::pgpool::pcp::NodeState;
-use crate::pgpool::sql::Node;
 
 /// A change worth an event line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,16 +77,42 @@ pub fn log_change(backends: &[Backend], c: &Change) {
     }
 }
 
-pub fn log_metrics(backends: &[Backend], nodes: &[Node]) {
-    for n in nodes {
-        event!(
-            log::events::METRICS,
-            source = source(backends, n.id),
-            "sample#pgpool.node.select_count" = n.select_count,
-            "sample#pgpool.node.lag_bytes" = n.lag_bytes,
-            "sample#pgpool.node.up" = u8::from(n.is_up()),
-            role = n.role.as_str()
-        );
+/// Logins to one node since the last metrics line: by pgpool's health and streaming checks
+/// (`None`: this pgpool does not count them), and the sessions the launcher opened through
+/// pgpool (each logs in to the node at most once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeLogins {
+    pub checks: Option<u64>,
+    pub launcher: u64,
+}
+
+pub fn log_metrics(backends: &[Backend], nodes: &[Node], logins: &[NodeLogins]) {
+    for (i, n) in nodes.iter().enumerate() {
+        let l = logins.get(i).copied().unwrap_or(NodeLogins {
+            checks: None,
+            launcher: 0,
+        });
+        match l.checks {
+            Some(checks) => event!(
+                log::events::METRICS,
+                source = source(backends, n.id),
+                "sample#pgpool.node.select_count" = n.select_count,
+                "sample#pgpool.node.lag_bytes" = n.lag_bytes,
+                "sample#pgpool.node.up" = u8::from(n.is_up()),
+                "count#pgpool.node.check_logins" = checks,
+                "count#pgpool.node.launcher_logins" = l.launcher,
+                role = n.role.as_str()
+            ),
+            None => event!(
+                log::events::METRICS,
+                source = source(backends, n.id),
+                "sample#pgpool.node.select_count" = n.select_count,
+                "sample#pgpool.node.lag_bytes" = n.lag_bytes,
+                "sample#pgpool.node.up" = u8::from(n.is_up()),
+                "count#pgpool.node.launcher_logins" = l.launcher,
+                role = n.role.as_str()
+            ),
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 
 use crate::config::{Backend, Settings};
+use crate::pgpool::node::Node;
 use crate::pgpool::pcp::Pcp;
-use crate::pgpool::sql::Node;
 use crate::pgpool::{Files, Release};
 
 /// What the side tasks need from the launch.
@@ -83,6 +83,7 @@ impl SideTasks {
             initial: s.nodes,
             pcp: s.pcp,
             events_from_pcp: s.release.family.pcp_node_states(),
+            nodes_from_pcp: s.release.checks_keep_connections,
             states,
             logical: s.settings.mode == crate::config::settings::Mode::Logical,
         };

@@ -4,9 +4,12 @@
 //!   which pgpool answers from its shared memory without asking any server), and an event line
 //!   for each change (events.rs). A node that hangs or is cut off stalls `SHOW POOL_NODES` for
 //!   seconds, but not this: the event follows pgpool's own state within about a second.
-//! * **pool nodes**: once a second, `SHOW POOL_NODES`, whose latest answer feeds the metrics and
-//!   the repairs (repair/), which need what only it has (the servers' own answers, the streaming
-//!   states, the counters). A stalled poll delays only the next one of its own kind.
+//! * **pool nodes**: once a second, every node as pgpool reports it, whose latest answer feeds
+//!   the metrics and the repairs (repair/), which need the servers' own answers, the streaming
+//!   states and the counters. From our build it comes from pcp's node info, which answers from
+//!   pgpool's checks while the nodes are up and so costs the servers nothing (patch 0011); from
+//!   any other pgpool it is `SHOW POOL_NODES`, a session through a pgpool child, which logs in to
+//!   every server to read its role. A stalled poll delays only the next one of its own kind.
 //!
 //! Before pgpool 4.2 pcp has no health-check stats, and the events come from `SHOW POOL_NODES`
 //! as well, as they did before. Either way one view alone is the events' source, so no change
@@ -24,16 +27,18 @@ use crate::config::Backend;
 use crate::config::tls::SslMode;
 use crate::log::{self, event};
 use crate::pgpool::Files;
+use crate::pgpool::node::Node;
 use crate::pgpool::pcp::{NodeState, Pcp};
-use crate::pgpool::sql::{self, Node};
+use crate::pgpool::sql;
 use crate::servers::tls;
 
-/// How often node states are polled. A session per poll over pgpool's private socket (trust on
-/// `local`): cheap, and never held open across a shutdown.
+/// How often node states are polled: a pcp connection, or (not our build) a session over
+/// pgpool's private socket (trust on `local`), never held open across a shutdown.
 const POLL: Duration = Duration::from_secs(1);
-/// `SHOW POOL_NODES` asks every server afresh (a ping, and a login to read its role), which
-/// takes more than a second on a loaded machine, and up to pgpool's `connect_timeout` (3 s)
-/// for each server whose address does not answer at all; a poll that times out is skipped.
+/// A node pgpool has down is asked afresh for each poll, by pcp's node info as by `SHOW
+/// POOL_NODES` (a ping, and a login to read its role), which takes up to pgpool's
+/// `connect_timeout` (3 s) for a server whose address does not answer at all, and more than a
+/// second on a loaded machine; a poll that times out is skipped.
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 /// pcp answers from shared memory in milliseconds; a pcp child pgpool is restarting after a
 /// failover does not answer, and that poll is skipped.
@@ -50,6 +55,8 @@ pub struct Monitor {
     pub pcp: Pcp,
     /// The events come from pcp (pgpool 4.2 on), else from `SHOW POOL_NODES`.
     pub events_from_pcp: bool,
+    /// The nodes come from pcp's node info (our build, patch 0011), else from `SHOW POOL_NODES`.
+    pub nodes_from_pcp: bool,
     /// Every node's state from the events' view, after each poll that answered.
     pub states: watch::Sender<Vec<NodeState>>,
     /// `PGPOOL_MODE=logical`: the first URL is the only primary there is (repair/lost_primary.rs).
@@ -68,6 +75,7 @@ impl Monitor {
             pcp: &self.pcp,
             events: (!self.events_from_pcp).then_some(&self.states),
             logical: self.logical,
+            from_pcp: self.nodes_from_pcp,
         };
         let initial = self.initial.clone();
         if self.events_from_pcp {
@@ -138,7 +146,7 @@ fn explain_tls(b: Option<&Backend>) {
     });
 }
 
-/// The `SHOW POOL_NODES` loop: metrics and repairs (and the events before pgpool 4.2).
+/// The nodes loop: metrics and repairs (and the events before pgpool 4.2).
 struct PoolNodes<'a> {
     files: &'a Files,
     port: u16,
@@ -148,23 +156,35 @@ struct PoolNodes<'a> {
     /// Where the states go when the events come from this loop (before pgpool 4.2).
     events: Option<&'a watch::Sender<Vec<NodeState>>>,
     logical: bool,
+    from_pcp: bool,
 }
 
 impl PoolNodes<'_> {
+    /// One look at the nodes, or `None` when pgpool did not answer in time.
+    async fn poll(&self) -> Option<Vec<Node>> {
+        if self.from_pcp {
+            return self
+                .pcp
+                .node_info(self.backends.len(), POLL_TIMEOUT)
+                .await
+                .ok();
+        }
+        let primary = &self.backends[0];
+        let cfg = sql::socket_config(self.files.dir(), self.port, &primary.user, &primary.dbname);
+        let poll = sql::with_session(cfg, |c| async move { sql::show_pool_nodes(&c).await });
+        tokio::time::timeout(POLL_TIMEOUT, poll).await.ok()?.ok()
+    }
+
     async fn run(self, initial: Vec<Node>) {
         let mut repairs = Repairs::new(self.logical);
         let mut last = initial;
         let interval = self.metrics_interval;
         let mut next_metrics = interval.map(|i| Instant::now() + i);
-        let primary = &self.backends[0];
+        let mut counted = Logins::now(&last);
         loop {
             tokio::time::sleep(POLL).await;
-            let cfg =
-                sql::socket_config(self.files.dir(), self.port, &primary.user, &primary.dbname);
-            let poll = sql::with_session(cfg, |c| async move { sql::show_pool_nodes(&c).await });
-            let nodes = match tokio::time::timeout(POLL_TIMEOUT, poll).await {
-                Ok(Ok(n)) => n,
-                _ => continue,
+            let Some(nodes) = self.poll().await else {
+                continue;
             };
             if let Some(states) = self.events {
                 publish(
@@ -177,7 +197,9 @@ impl PoolNodes<'_> {
             if let (Some(due), Some(i)) = (next_metrics, interval)
                 && Instant::now() >= due
             {
-                events::log_metrics(self.backends, &nodes);
+                let now = Logins::now(&nodes);
+                events::log_metrics(self.backends, &nodes, &now.since(&counted));
+                counted = now;
                 next_metrics = Some(due + i);
             }
             event!(
@@ -190,5 +212,59 @@ impl PoolNodes<'_> {
             }
             last = nodes;
         }
+    }
+}
+
+/// The logins counted so far: pgpool's checks', per node (our build alone counts them), and
+/// the sessions the launcher opened through pgpool, each of which logs in to every node at most
+/// once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Logins {
+    checks: Vec<Option<u64>>,
+    launcher: u64,
+}
+
+impl Logins {
+    fn now(nodes: &[Node]) -> Logins {
+        Logins {
+            checks: nodes.iter().map(|n| n.check_logins).collect(),
+            launcher: sql::sessions_opened(),
+        }
+    }
+
+    /// What was made between `before` and `self`, as the metrics report it per node.
+    fn since(&self, before: &Logins) -> Vec<events::NodeLogins> {
+        self.checks
+            .iter()
+            .enumerate()
+            .map(|(i, now)| events::NodeLogins {
+                checks: now
+                    .zip(before.checks.get(i).copied().flatten())
+                    .map(|(n, b)| n.saturating_sub(b)),
+                launcher: self.launcher.saturating_sub(before.launcher),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_per_interval_are_differences_and_unknown_stays_unknown() {
+        let before = Logins {
+            checks: vec![Some(2), Some(2), None],
+            launcher: 5,
+        };
+        let now = Logins {
+            checks: vec![Some(2), Some(4), Some(9)],
+            launcher: 6,
+        };
+        let d = now.since(&before);
+        assert_eq!(
+            d.iter().map(|l| (l.checks, l.launcher)).collect::<Vec<_>>(),
+            vec![(Some(0), 1), (Some(2), 1), (None, 1)]
+        );
     }
 }

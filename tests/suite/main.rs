@@ -15,6 +15,7 @@ mod buildpack;
 mod cnb;
 mod engine;
 mod families;
+mod idle;
 mod launcher;
 mod lifecycle;
 mod logical;

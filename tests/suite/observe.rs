@@ -47,7 +47,8 @@ fn metrics_are_logged_per_node_every_interval() {
     assert!(last("FOLLOWER1_URL") + last("FOLLOWER2_URL") >= 10, "{err}");
     let budget = lines_at(&err, events::CONNECTION_BUDGET);
     assert_eq!(budget.len(), 1, "{err}");
-    assert_eq!(budget[0]["per_node"], "8");
+    assert_eq!(budget[0]["per_node"], "10");
+    assert_eq!(budget[0]["idle_per_node"], "2");
     assert_eq!(budget[0]["max_connections"], "300");
 }
 

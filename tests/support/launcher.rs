@@ -635,6 +635,11 @@ impl Live {
         }
     }
 
+    /// The launcher's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the launcher was stopped").id()
+    }
+
     /// The launcher's environment (its runtime directory, `status` on its port).
     pub fn launcher(&self) -> &Launcher {
         &self.l

@@ -168,3 +168,16 @@ pub fn socket_inodes(pid: u32) -> Vec<u64> {
         })
         .collect()
 }
+
+/// A field of /proc/PID/smaps_rollup in KiB: `Pss` (proportional set size: private memory plus
+/// a share of what is shared, so a tree's PSS adds up to what the tree costs), `Pss_Anon`,
+/// `Pss_Shmem`...
+pub fn smaps_kib(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

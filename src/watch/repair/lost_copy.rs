@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::pgpool::node::Node;
 use crate::pgpool::pcp::Command;
-use crate::pgpool::sql::Node;
 
 /// Longer than a restarting server takes to accept logins once it answers pings.
 pub const REATTACH_AFTER: Duration = Duration::from_secs(3);

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::pgpool::node::Node;
 use crate::pgpool::pcp::Command;
-use crate::pgpool::sql::Node;
 
 /// pgpool has no primary while a server says it is one for this long: pgpool's own search
 /// (`search_primary_node_timeout`) is over, so it will not find it by itself.

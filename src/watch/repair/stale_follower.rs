@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::pgpool::node::Node;
 use crate::pgpool::pcp::Command;
-use crate::pgpool::sql::Node;
 
 /// A follower must be seen not replicating from the primary this long before it is detached:
 /// longer than a WAL receiver takes to reconnect after a blip or a primary restart (it retries
