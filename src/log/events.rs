@@ -88,7 +88,7 @@ catalogue! {
     PGPOOL_GUARD_SKIPPED "pgpool-guard-skipped" Warn "the guard that cleans up after a killed launcher could not start";
     PGPOOL_GUARD_STILL_RUNNING "pgpool-guard-still-running" Warn "the guard (`pid=`) did not exit when the launcher did";
     PGPOOL "pgpool" Relayed "one line of pgpool's own output (`line=`), password scrubbed, at its severity";
-    POOL_NODES "pool-nodes" Debug "every `SHOW POOL_NODES` answer, as one `nodes=` field";
+    POOL_NODES "pool-nodes" Debug "every look at the nodes (pcp's node info, or `SHOW POOL_NODES`), as one `nodes=` field";
     PCP_NODES_UNANSWERED "pcp-nodes-unanswered" Debug "pcp did not give the nodes' states this second (`error=`)";
     SERVER_TLS "server-tls" Debug "a server gives the TLS its URL asks for (`sslmode=`, `ms=`)";
     SERVER_TLS_UNCHECKED "server-tls-unchecked" Debug "a server's TLS could not be checked before start: `why=`";
