@@ -63,6 +63,8 @@ catalogue! {
     NODE_UP "node-up" Info "node `node=` (`source=`) is back in pgpool";
     NODE_ROLE "node-role" Warn "node `node=` (`source=`) changed `role=`";
     SERVER_TLS_REFUSED "server-tls-refused" Warn "a node that went down no longer gives the TLS its URL asks for: `why=`";
+    SERVER_TLS_DETACHED "server-tls-detached" Warn "a follower (`source=`, `node=`) whose server no longer gives the TLS its URL asks for was detached";
+    SERVER_TLS_DETACHED_FAILED "server-tls-detached-failed" Warn "detaching a follower (`source=`, `node=`) whose server no longer gives the TLS its URL asks for failed (`error=`)";
     FOLLOWER_STALE_DETACHED "follower-stale-detached" Warn "repair: a follower (`source=`, `node=`) still streaming from a former primary was detached";
     FOLLOWER_STALE_DETACHED_FAILED "follower-stale-detached-failed" Warn "repair: detaching a stale follower (`source=`, `node=`) failed (`error=`)";
     PRIMARY_ADOPTED "primary-adopted" Warn "repair: a server that answers as the primary (`source=`, `node=`) was promoted in pgpool";

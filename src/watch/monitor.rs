@@ -28,7 +28,7 @@ use crate::config::tls::SslMode;
 use crate::log::{self, event};
 use crate::pgpool::Files;
 use crate::pgpool::node::Node;
-use crate::pgpool::pcp::{NodeState, Pcp};
+use crate::pgpool::pcp::{Command, NodeState, Pcp};
 use crate::pgpool::sql;
 use crate::servers::tls;
 
@@ -43,6 +43,8 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 /// pcp answers from shared memory in milliseconds; a pcp child pgpool is restarting after a
 /// failover does not answer, and that poll is skipped.
 const PCP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often each follower's TLS is looked at again (docs/tls.md, "While running").
+const TLS_RECHECK: Duration = Duration::from_secs(10);
 
 pub struct Monitor {
     pub files: Files,
@@ -78,14 +80,16 @@ impl Monitor {
             from_pcp: self.nodes_from_pcp,
         };
         let initial = self.initial.clone();
+        let tls = tls_watch(&self.pcp, &self.backends, self.states.subscribe());
         if self.events_from_pcp {
             let seen = events::states(&self.initial);
             tokio::join!(
                 pcp_events(&self.pcp, &self.backends, seen, &self.states),
-                pool_nodes.run(initial)
+                pool_nodes.run(initial),
+                tls
             );
         } else {
-            pool_nodes.run(initial).await;
+            tokio::join!(pool_nodes.run(initial), tls);
         }
     }
 }
@@ -126,6 +130,46 @@ fn publish(
         }
     }
     states.send_replace(now.to_vec());
+}
+
+/// The followers whose TLS is looked at again: those whose URL asks for TLS (`require` or
+/// stronger) and that pgpool has up.
+pub fn tls_due(backends: &[Backend], states: &[NodeState]) -> Vec<usize> {
+    backends
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(i, b)| {
+            b.tls.mode >= SslMode::Require && states.iter().any(|s| s.id == *i && s.is_up())
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Every [`TLS_RECHECK`], the TLS of each follower [`tls_due`] names, by the launcher's own
+/// handshake; one that falls short is detached (pgpool's kept connections would never notice a
+/// server reloaded with another certificate).
+async fn tls_watch(pcp: &Pcp, backends: &[Backend], states: watch::Receiver<Vec<NodeState>>) {
+    loop {
+        tokio::time::sleep(TLS_RECHECK).await;
+        let due = tls_due(backends, &states.borrow());
+        for id in due {
+            let b = backends[id].clone();
+            let Ok(Some(_why)) = tokio::task::spawn_blocking(move || tls::refusal(&b)).await else {
+                continue;
+            };
+            let source = events::source(backends, id);
+            match pcp.run(Command::Detach(id)).await {
+                Ok(()) => event!(log::events::SERVER_TLS_DETACHED, source, node = id),
+                Err(e) => event!(
+                    log::events::SERVER_TLS_DETACHED_FAILED,
+                    source,
+                    node = id,
+                    error = %format!("{e:#}")
+                ),
+            }
+        }
+    }
 }
 
 /// pgpool says only that a node failed; when the server has stopped giving the TLS its URL
@@ -250,6 +294,37 @@ impl Logins {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_is_rechecked_for_up_followers_whose_url_asks_for_it() {
+        use crate::config::backends::{Role, parse};
+        let url = |port: u16, mode: &str| format!("postgres://u:p@h:{port}/d?sslmode={mode}");
+        let backends = vec![
+            parse("DATABASE_URL", Role::Primary, &url(5432, "require")).unwrap(),
+            parse("F1", Role::Follower, &url(5433, "require")).unwrap(),
+            parse("F2", Role::Follower, &url(5434, "prefer")).unwrap(),
+            parse(
+                "F3",
+                Role::Follower,
+                &url(5435, "verify-full&sslrootcert=system"),
+            )
+            .unwrap(),
+        ];
+        let state = |id, status: &str| NodeState {
+            id,
+            status: status.into(),
+            role: "standby".into(),
+        };
+        let states = [
+            state(0, "up"),
+            state(1, "up"),
+            state(2, "up"),
+            state(3, "down"),
+        ];
+        assert_eq!(tls_due(&backends, &states), vec![1]);
+        let states = [state(0, "up"), state(1, "waiting"), state(3, "up")];
+        assert_eq!(tls_due(&backends, &states), vec![1, 3]);
+    }
 
     #[test]
     fn logins_per_interval_are_differences_and_unknown_stays_unknown() {
