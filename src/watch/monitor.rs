@@ -80,7 +80,12 @@ impl Monitor {
             from_pcp: self.nodes_from_pcp,
         };
         let initial = self.initial.clone();
-        let tls = tls_watch(&self.pcp, &self.backends, self.states.subscribe());
+        // Stock pgpool logs in for every check, and so checks the TLS itself each time.
+        let tls = async {
+            if self.nodes_from_pcp {
+                tls_watch(&self.pcp, &self.backends, self.states.subscribe()).await;
+            }
+        };
         if self.events_from_pcp {
             let seen = events::states(&self.initial);
             tokio::join!(
@@ -147,17 +152,21 @@ pub fn tls_due(backends: &[Backend], states: &[NodeState]) -> Vec<usize> {
 }
 
 /// Every [`TLS_RECHECK`], the TLS of each follower [`tls_due`] names, by the launcher's own
-/// handshake; one that falls short is detached (pgpool's kept connections would never notice a
-/// server reloaded with another certificate).
+/// handshake; one that falls short twice, a second apart, is detached (pgpool's kept
+/// connections would never notice a server reloaded with another certificate; the second look
+/// keeps a handshake cut by a restart from detaching a healthy follower).
 async fn tls_watch(pcp: &Pcp, backends: &[Backend], states: watch::Receiver<Vec<NodeState>>) {
     loop {
         tokio::time::sleep(TLS_RECHECK).await;
         let due = tls_due(backends, &states.borrow());
         for id in due {
-            let b = backends[id].clone();
-            let Ok(Some(_why)) = tokio::task::spawn_blocking(move || tls::refusal(&b)).await else {
+            if refusal(&backends[id]).await.is_none() {
                 continue;
-            };
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if refusal(&backends[id]).await.is_none() {
+                continue;
+            }
             let source = events::source(backends, id);
             match pcp.run(Command::Detach(id)).await {
                 Ok(()) => event!(log::events::SERVER_TLS_DETACHED, source, node = id),
@@ -170,6 +179,17 @@ async fn tls_watch(pcp: &Pcp, backends: &[Backend], states: watch::Receiver<Vec<
             }
         }
     }
+}
+
+/// [`tls::refusal`] on a thread of its own (it blocks up to a few seconds on a server that
+/// hangs), so that dropping the monitor at shutdown never waits for it.
+async fn refusal(b: &Backend) -> Option<String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let b = b.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(tls::refusal(&b));
+    });
+    rx.await.ok().flatten()
 }
 
 /// pgpool says only that a node failed; when the server has stopped giving the TLS its URL
@@ -276,15 +296,17 @@ impl Logins {
         }
     }
 
-    /// What was made between `before` and `self`, as the metrics report it per node.
+    /// What was made between `before` and `self`, as the metrics report it per node. pgpool
+    /// counts from its start, so where `before` had no count (readiness's `SHOW POOL_NODES`)
+    /// the first line has every login since then.
     fn since(&self, before: &Logins) -> Vec<events::NodeLogins> {
         self.checks
             .iter()
             .enumerate()
             .map(|(i, now)| events::NodeLogins {
-                checks: now
-                    .zip(before.checks.get(i).copied().flatten())
-                    .map(|(n, b)| n.saturating_sub(b)),
+                checks: now.map(|n| {
+                    n.saturating_sub(before.checks.get(i).copied().flatten().unwrap_or(0))
+                }),
                 launcher: self.launcher.saturating_sub(before.launcher),
             })
             .collect()
@@ -336,10 +358,15 @@ mod tests {
             checks: vec![Some(2), Some(4), Some(9)],
             launcher: 6,
         };
+        let stock = Logins {
+            checks: vec![None],
+            launcher: 6,
+        };
+        assert_eq!(stock.since(&before)[0].checks, None);
         let d = now.since(&before);
         assert_eq!(
             d.iter().map(|l| (l.checks, l.launcher)).collect::<Vec<_>>(),
-            vec![(Some(0), 1), (Some(2), 1), (None, 1)]
+            vec![(Some(0), 1), (Some(2), 1), (Some(9), 1)]
         );
     }
 }
