@@ -156,15 +156,16 @@ pub fn tls_due(backends: &[Backend], states: &[NodeState]) -> Vec<usize> {
 /// connections would never notice a server reloaded with another certificate; the second look
 /// keeps a handshake cut by a restart from detaching a healthy follower).
 async fn tls_watch(pcp: &Pcp, backends: &[Backend], states: watch::Receiver<Vec<NodeState>>) {
+    let looker = TlsLooker::start();
     loop {
         tokio::time::sleep(TLS_RECHECK).await;
         let due = tls_due(backends, &states.borrow());
         for id in due {
-            if refusal(&backends[id]).await.is_none() {
+            if looker.refusal(&backends[id]).await.is_none() {
                 continue;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if refusal(&backends[id]).await.is_none() {
+            if looker.refusal(&backends[id]).await.is_none() {
                 continue;
             }
             let source = events::source(backends, id);
@@ -181,15 +182,31 @@ async fn tls_watch(pcp: &Pcp, backends: &[Backend], states: watch::Receiver<Vec<
     }
 }
 
-/// [`tls::refusal`] on a thread of its own (it blocks up to a few seconds on a server that
-/// hangs), so that dropping the monitor at shutdown never waits for it.
-async fn refusal(b: &Backend) -> Option<String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let b = b.clone();
-    std::thread::spawn(move || {
-        let _ = tx.send(tls::refusal(&b));
-    });
-    rx.await.ok().flatten()
+/// [`tls::refusal`], one look at a time, on one thread of its own: it blocks up to a few
+/// seconds on a server that hangs, and nothing waits for the thread, so dropping the monitor at
+/// shutdown never waits for a look. One thread for all of them: OpenSSL on a new thread every
+/// 10 s grew the launcher's memory a little with each (a malloc arena per thread).
+struct TlsLooker {
+    looks: std::sync::mpsc::Sender<(Backend, tokio::sync::oneshot::Sender<Option<String>>)>,
+}
+
+impl TlsLooker {
+    fn start() -> TlsLooker {
+        let (looks, rx) = std::sync::mpsc::channel::<(Backend, tokio::sync::oneshot::Sender<_>)>();
+        // Ends when the looker is dropped and the channel closes.
+        std::thread::spawn(move || {
+            while let Ok((b, answer)) = rx.recv() {
+                let _ = answer.send(tls::refusal(&b));
+            }
+        });
+        TlsLooker { looks }
+    }
+
+    async fn refusal(&self, b: &Backend) -> Option<String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.looks.send((b.clone(), tx)).ok()?;
+        rx.await.ok().flatten()
+    }
 }
 
 /// pgpool says only that a node failed; when the server has stopped giving the TLS its URL

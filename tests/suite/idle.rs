@@ -4,6 +4,7 @@
 //!
 //! Each test has a cluster of its own, so nothing else logs in to its nodes.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::cluster::Cluster;
@@ -49,19 +50,49 @@ fn all_connections(c: &Cluster) -> Vec<usize> {
 /// app's `sh` and `sleep`), in MiB: all of it, and its anonymous and shared-memory part alone,
 /// which other processes on the machine do not share (the binaries' pages are shared with the
 /// other tests' launchers and pgpools, so that part moves as they come and go).
-fn tree_pss_mib(launcher: u32) -> (f64, f64) {
-    let pids: Vec<u32> = proc::descendants(launcher)
-        .into_iter()
-        .filter(|&p| !matches!(proc::comm(p).as_str(), "sh" | "sleep"))
+struct Memory {
+    pss: f64,
+    own: f64,
+    /// Each process's anonymous and shared-memory KiB, by pid, with its command line.
+    each: BTreeMap<u32, (String, u64)>,
+}
+
+fn tree_memory(launcher: u32) -> Memory {
+    let mut each = BTreeMap::new();
+    let mut pss = 0;
+    for p in proc::descendants(launcher) {
+        if matches!(proc::comm(p).as_str(), "sh" | "sleep") {
+            continue;
+        }
+        pss += proc::smaps_kib(p, "Pss").unwrap_or(0);
+        let own = proc::smaps_kib(p, "Pss_Anon").unwrap_or(0)
+            + proc::smaps_kib(p, "Pss_Shmem").unwrap_or(0);
+        each.insert(p, (proc::cmdline(p), own));
+    }
+    let own: u64 = each.values().map(|(_, k)| k).sum();
+    Memory {
+        pss: pss as f64 / 1024.0,
+        own: own as f64 / 1024.0,
+        each,
+    }
+}
+
+/// The processes whose own memory grew most from `a` to `b`, for a failure message.
+fn growth(a: &Memory, b: &Memory) -> String {
+    let mut d: Vec<(i64, &str)> = b
+        .each
+        .iter()
+        .map(|(pid, (cmd, kib))| {
+            let before = a.each.get(pid).map_or(0, |(_, k)| *k);
+            (*kib as i64 - before as i64, cmd.as_str())
+        })
         .collect();
-    let sum = |fields: &[&str]| {
-        let kib: u64 = pids
-            .iter()
-            .flat_map(|&p| fields.iter().filter_map(move |f| proc::smaps_kib(p, f)))
-            .sum();
-        kib as f64 / 1024.0
-    };
-    (sum(&["Pss"]), sum(&["Pss_Anon", "Pss_Shmem"]))
+    d.sort_by(|x, y| y.0.cmp(&x.0));
+    d.iter()
+        .take(5)
+        .map(|(k, cmd)| format!("{k:+} KiB {cmd}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
@@ -87,7 +118,7 @@ fn an_idle_dyno_holds_two_connections_per_node_and_logs_in_only_at_start() {
             at_90 = Some((0..nodes).map(|n| logins(&c, n)).collect());
         }
         if i == 1 || i == 30 {
-            pss.push(tree_pss_mib(live.pid()));
+            pss.push(tree_memory(live.pid()));
         }
     }
     let at_150: Vec<usize> = (0..nodes).map(|n| logins(&c, n)).collect();
@@ -105,10 +136,10 @@ fn an_idle_dyno_holds_two_connections_per_node_and_logs_in_only_at_start() {
         (0..nodes)
             .map(|n| samples.iter().map(|s| s.1[n]).max().unwrap())
             .collect::<Vec<_>>(),
-        pss[0].0,
-        pss[0].1,
-        pss[1].0,
-        pss[1].1,
+        pss[0].pss,
+        pss[0].own,
+        pss[1].pss,
+        pss[1].own,
     );
     for (t, counts) in &samples {
         assert!(
@@ -127,15 +158,16 @@ fn an_idle_dyno_holds_two_connections_per_node_and_logs_in_only_at_start() {
     // that idling costs nothing more: before, the monitor's sessions touched a new child each
     // second, and 30 MiB at 5 s became 73-78 MiB at 150 s.
     assert!(
-        pss[1].0 <= 56.0,
+        pss[1].pss <= 56.0,
         "launcher, guard and pgpool: {:.1} MiB PSS at 150 s (at most 56)",
-        pss[1].0
+        pss[1].pss
     );
     assert!(
-        pss[1].1 <= pss[0].1 + 2.0,
-        "idling grew the launcher's tree's own memory from {:.1} to {:.1} MiB",
-        pss[0].1,
-        pss[1].1
+        pss[1].own <= pss[0].own + 2.0,
+        "idling grew the launcher's tree's own memory from {:.1} to {:.1} MiB:\n{}",
+        pss[0].own,
+        pss[1].own,
+        growth(&pss[0], &pss[1])
     );
     // The launcher still watches: its metrics count the logins, and pgpool's checks made none
     // in the last interval.
