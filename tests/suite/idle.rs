@@ -87,7 +87,7 @@ fn growth(a: &Memory, b: &Memory) -> String {
             (*kib as i64 - before as i64, cmd.as_str())
         })
         .collect();
-    d.sort_by(|x, y| y.0.cmp(&x.0));
+    d.sort_by_key(|x| std::cmp::Reverse(x.0));
     d.iter()
         .take(5)
         .map(|(k, cmd)| format!("{k:+} KiB {cmd}"))
