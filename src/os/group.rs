@@ -158,11 +158,20 @@ mod tests {
     fn the_blocking_stop_asks_first_then_kills_the_group() {
         use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
         let spawn = |script: &str| {
-            std::process::Command::new("sh")
-                .args(["-c", script])
-                .process_group(0)
-                .spawn()
-                .unwrap()
+            let mut cmd = std::process::Command::new("sh");
+            cmd.args(["-c", script]).process_group(0);
+            // SAFETY: between fork and exec only signal(2), which is async-signal-safe. A shell
+            // that started us in the background (`cmd &` without job control) left SIGINT
+            // ignored, and an ignored signal stays ignored across exec: the polite group would
+            // never end on it.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::sys::signal::signal(Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl)
+                        .map(|_| ())
+                        .map_err(std::io::Error::from)
+                });
+            }
+            cmd.spawn().unwrap()
         };
         let mut polite = spawn("exec sleep 30");
         let mut deaf = spawn("trap '' INT; sleep 30 & wait");
@@ -170,9 +179,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         for (child, ends_by) in [(&mut polite, Signal::SIGINT), (&mut deaf, Signal::SIGKILL)] {
             let pgid = Pid::from_raw(child.id() as i32);
-            // A grace long enough for a loaded machine to deliver the SIGINT (300 ms once
-            // killed the polite one too, in a CI run beside pgpool's regression suite).
-            stop_blocking(pgid, Signal::SIGINT, Duration::from_secs(3));
+            stop_blocking(pgid, Signal::SIGINT, Duration::from_millis(300));
             assert!(!has_live_members(pgid));
             assert_eq!(child.wait().unwrap().signal(), Some(ends_by as i32));
         }
