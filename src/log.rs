@@ -139,6 +139,20 @@ mod tests {
         String::from_utf8(buf.lock().unwrap().clone()).unwrap()
     }
 
+    #[test]
+    fn an_option_field_is_written_only_when_some() {
+        let (some, none): (Option<u64>, Option<u64>) = (Some(3), None);
+        let out = written(|| {
+            super::event!(
+                events::METRICS,
+                "count#a" = some,
+                "count#b" = none,
+                role = "x"
+            );
+        });
+        assert_eq!(out, "start-pgpool at=metrics level=info count#a=3 role=x\n");
+    }
+
     struct Sink(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Sink {

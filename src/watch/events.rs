@@ -80,7 +80,7 @@ pub fn log_change(backends: &[Backend], c: &Change) {
 /// Logins to one node since the last metrics line: by pgpool's health and streaming checks
 /// (`None`: this pgpool does not count them), and the sessions the launcher opened through
 /// pgpool (each logs in to the node at most once).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NodeLogins {
     pub checks: Option<u64>,
     pub launcher: u64,
@@ -88,31 +88,18 @@ pub struct NodeLogins {
 
 pub fn log_metrics(backends: &[Backend], nodes: &[Node], logins: &[NodeLogins]) {
     for (i, n) in nodes.iter().enumerate() {
-        let l = logins.get(i).copied().unwrap_or(NodeLogins {
-            checks: None,
-            launcher: 0,
-        });
-        match l.checks {
-            Some(checks) => event!(
-                log::events::METRICS,
-                source = source(backends, n.id),
-                "sample#pgpool.node.select_count" = n.select_count,
-                "sample#pgpool.node.lag_bytes" = n.lag_bytes,
-                "sample#pgpool.node.up" = u8::from(n.is_up()),
-                "count#pgpool.node.check_logins" = checks,
-                "count#pgpool.node.launcher_logins" = l.launcher,
-                role = n.role.as_str()
-            ),
-            None => event!(
-                log::events::METRICS,
-                source = source(backends, n.id),
-                "sample#pgpool.node.select_count" = n.select_count,
-                "sample#pgpool.node.lag_bytes" = n.lag_bytes,
-                "sample#pgpool.node.up" = u8::from(n.is_up()),
-                "count#pgpool.node.launcher_logins" = l.launcher,
-                role = n.role.as_str()
-            ),
-        }
+        let l = logins.get(i).copied().unwrap_or_default();
+        // A `None` field is left out of the line (tracing records an Option only when Some).
+        event!(
+            log::events::METRICS,
+            source = source(backends, n.id),
+            "sample#pgpool.node.select_count" = n.select_count,
+            "sample#pgpool.node.lag_bytes" = n.lag_bytes,
+            "sample#pgpool.node.up" = u8::from(n.is_up()),
+            "count#pgpool.node.check_logins" = l.checks,
+            "count#pgpool.node.launcher_logins" = l.launcher,
+            role = n.role.as_str()
+        );
     }
 }
 
