@@ -19,6 +19,7 @@ use crate::config::{Backend, Env, Settings, backends, settings, tls};
 use crate::exit::Code;
 use crate::log::{self, event};
 use crate::os::group::reap_strays;
+use crate::os::memory;
 use crate::os::signals::{Signals, is_terminating};
 use crate::pgpool::pcp::{Credentials, Pcp};
 use crate::pgpool::runtime_dir::StatusRecord;
@@ -29,6 +30,7 @@ use crate::watch::{self, SideTasks};
 use supervise::App;
 
 pub fn run(cli: Cli) -> Result<Code> {
+    memory::one_arena();
     let env = Env::from_process();
     if let Some(Sub::Status) = cli.sub {
         let settings = Settings::from_env(&env)?;
@@ -69,6 +71,8 @@ pub fn run(cli: Cli) -> Result<Code> {
     // Before the runtime directory exists: a server that falls short of its URL is refused
     // with nothing to clean up.
     servers::tls::check(&backends)?;
+    // Its threads are gone; what they freed goes back before the guard's fork shares it.
+    memory::trim();
     // Signal handlers before the private directory exists: a SIGTERM from here on is queued
     // for `serve` (which stops cleanly), instead of killing us with pool_passwd left in /tmp.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::log::{self, event};
-use crate::os::{group, proc, signals};
+use crate::os::{group, memory, proc, signals};
 
 /// A small process forked from the launcher that outlives it: when the launcher dies without
 /// saying goodbye (SIGKILL, OOM killer), the guard's end of a pipe reaches EOF, and the guard
@@ -87,6 +87,7 @@ fn guard_main(rd: OwnedFd, pgid: Pid, dir: &Path, grace: Duration) -> ! {
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     // Hold nothing of the launcher's: not its stdout (a reader waiting for EOF would wait for
     // us), not pgpool's log pipes, not the runtime's sockets.
+    memory::trim();
     let keep = rd.as_raw_fd();
     for fd in proc::own_fds().into_iter().filter(|&fd| fd != keep) {
         // SAFETY: this process is about to own no fds but `rd`; nothing else uses these.

@@ -57,6 +57,8 @@ struct ConfCtx<'a> {
     delay_threshold: u64,
     /// `connection_life_time`: `PGPOOL_IDLE_TIMEOUT` in seconds, 0 = never.
     connection_life_time: u64,
+    /// `child_life_time`: the same timeout, else pgpool's 300 s.
+    child_life_time: u64,
     /// `backend_clustering_mode` (4.2 and later).
     clustering_mode: &'static str,
     /// pgpool's one switch, for a pgpool without per-server modes (and the frontend side).
@@ -124,6 +126,11 @@ pub fn render_with_names(
         max_pool: settings.max_pool,
         delay_threshold: settings.max_lag_bytes.unwrap_or(0),
         connection_life_time: settings.idle_timeout.map_or(0, |d| d.as_secs()),
+        child_life_time: settings
+            .idle_timeout
+            .map(|d| d.as_secs())
+            .filter(|&s| s > 0)
+            .unwrap_or(300),
         clustering_mode: if logical {
             "logical_replication"
         } else {
@@ -373,6 +380,30 @@ mod tests {
             assert!(has_line(&c, l), "missing {l:?} in\n{c}");
         }
         assert!(!c.contains("pw"), "no password in pgpool.conf");
+    }
+
+    #[test]
+    fn idle_children_and_connections_go_after_the_idle_timeout() {
+        let render_with = |timeout: &str| {
+            let env: Env = [("PGPOOL_IDLE_TIMEOUT", timeout)].into_iter().collect();
+            let s = Settings::from_env(&env).unwrap();
+            render(
+                &backends(&["postgres://app:pw@h/appdb"]),
+                &s,
+                &Files::at(Path::new("/tmp/rt")),
+                "4.7.2".parse().unwrap(),
+                None,
+            )
+            .unwrap()
+            .pgpool_conf
+        };
+        let c = render_with("5");
+        assert!(has_line(&c, "connection_life_time = 5"), "{c}");
+        assert!(has_line(&c, "child_life_time = 5"), "{c}");
+        // 0 keeps connections while the child lives, and children live as pgpool's default.
+        let c = render_with("0");
+        assert!(has_line(&c, "connection_life_time = 0"), "{c}");
+        assert!(has_line(&c, "child_life_time = 300"), "{c}");
     }
 
     #[test]

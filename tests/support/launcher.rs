@@ -58,6 +58,46 @@ pub fn pgpool_build_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".build/pgpool"))
 }
 
+/// The launcher as users run it: the release profile, built here by cargo (at once when
+/// `etc/test` built it first; cargo rebuilds it when the source moved on). For what the build
+/// itself decides, like memory: the test build's unoptimized code alone is 11 MiB more PSS.
+pub fn release_bin() -> PathBuf {
+    static REL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    REL.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--quiet",
+                "--bin",
+                "start-pgpool",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run cargo build --release");
+        assert!(
+            out.status.success(),
+            "cargo build --release failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Beside the test build's profile directory, wherever CARGO_TARGET_DIR put it.
+        let bin = Path::new(BIN)
+            .parent()
+            .and_then(Path::parent)
+            .expect("BIN is <target>/debug/start-pgpool")
+            .join("release/start-pgpool");
+        assert!(
+            bin.is_file(),
+            "no {} after cargo build --release",
+            bin.display()
+        );
+        bin
+    })
+    .clone()
+}
+
 /// The buildpack's own pgpool (the pinned release + patches/), unpacked by `etc/build-pgpool`.
 pub fn built_pgpool() -> PathBuf {
     pgpool_build_dir().join("root/bin/pgpool")
@@ -116,6 +156,8 @@ pub struct Launcher {
     /// `PGPOOL_PORT` (except for [`Launcher::empty`], which sets nothing).
     pub port: u16,
     pub runtime_parent: tempfile::TempDir,
+    /// The launcher binary: the test build ([`BIN`]) unless a test asks for [`release_bin`].
+    pub bin: PathBuf,
 }
 
 impl Launcher {
@@ -125,6 +167,7 @@ impl Launcher {
             env: BTreeMap::new(),
             port: free_port(),
             runtime_parent: tempfile::tempdir().unwrap(),
+            bin: PathBuf::from(BIN),
         }
     }
 
@@ -188,7 +231,7 @@ impl Launcher {
 
     /// `start-pgpool ARGS` in this environment only, stdin from /dev/null.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(&self.bin);
         c.env_clear()
             .envs(&self.env)
             .args(args)
