@@ -682,3 +682,80 @@ fn missing_pg_monitor_is_logged_once() {
     assert!(lines[0].contains("GRANT pg_monitor TO app"), "{log}");
     assert!(!log.contains(&at(events::FOLLOWER_NAME)), "{log}");
 }
+
+/// Upstream's use-after-free after 4.7.2, driven on purpose: a session holding named prepared
+/// statements on its follower when that follower is stopped fast. pgpool reads the follower's
+/// admin-shutdown error, asks for the detach and returns to the child's loop in the middle of the
+/// session, which resets the memory the session's record of its statements points into. The
+/// session's next Bind of a statement it prepared, and its end, read that record. On the
+/// sanitizer build (etc/test-asan) a read of freed memory is a report, and fails this test when
+/// its launcher is dropped; on any build the child must not crash, and the session must get an
+/// answer or an error, never a hang.
+#[test]
+fn a_session_with_prepared_statements_outlives_its_follower_stopped_fast() {
+    let _t = turn();
+    let c = Cluster::start(1);
+    let live = Live::start(launcher(&c));
+    let follower = c.port(1);
+    let mut db = postgres::Client::connect(&live.url, postgres::NoTls).unwrap();
+    let before = |e: postgres::Error| -> ! { panic!("before the stop: {e}\n{}", live.log()) };
+    let port = db
+        .prepare("select inet_server_port()")
+        .unwrap_or_else(|e| before(e));
+    let items = db
+        .prepare("select v from items where id = $1")
+        .unwrap_or_else(|e| before(e));
+    let served: i32 = db
+        .query_one(&port, &[])
+        .unwrap_or_else(|e| before(e))
+        .get(0);
+    assert_eq!(
+        served as u16, follower,
+        "the session must read from the follower for this test to mean anything"
+    );
+    db.query_one(&items, &[&1i32]).unwrap_or_else(|e| before(e));
+    c.node(1, "stop-fast");
+    // The child has read the follower's error by the time it answers the next message; pgpool
+    // sleeps 5 s after asking for the detach. Every step is bounded: a hang is a failure.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(match db.query_one(&port, &[]) {
+                Ok(r) => format!("row {}", r.get::<_, i32>(0)),
+                Err(e) => format!("error {e}"),
+            });
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        answers.push(match db.query_one(&items, &[&2i32]) {
+            Ok(_) => "row".to_string(),
+            Err(e) => format!("error {e}"),
+        });
+        // The session's end: pgpool clears the statements' record here too.
+        drop(db);
+        let _ = tx.send(answers);
+    });
+    let answers = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "the session hung after its follower stopped:\n{}",
+                live.log()
+            )
+        });
+    eprintln!(
+        "FIGURES prepared_after_fast_stop pgpool={} answers={answers:?}",
+        pgpool_label()
+    );
+    // A new session works: the primary serves it.
+    let mut again = postgres::Client::connect(&live.url, postgres::NoTls).unwrap();
+    let p: i32 = again
+        .query_one("select inet_server_port()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(p as u16, c.port(0));
+    drop(again);
+    let log = live.log();
+    check_no_child_crash(&log);
+    drop(live);
+}

@@ -177,10 +177,19 @@ impl Pgpool {
 }
 
 /// The environment pgpool gets: what a C program and its dynamic loader use, nothing of the app.
+/// ASAN_OPTIONS too: a sanitizer build of pgpool (`PGPOOL_SANITIZE=address etc/build-pgpool`)
+/// reads where to write its reports from it; it holds no secret.
 fn pgpool_needs(key: &std::ffi::OsStr) -> bool {
     let k = key.to_string_lossy();
     matches!(
         k.as_ref(),
-        "PATH" | "HOME" | "LANG" | "TZ" | "TMPDIR" | "LD_LIBRARY_PATH" | "PGPOOLKEYFILE"
+        "PATH"
+            | "HOME"
+            | "LANG"
+            | "TZ"
+            | "TMPDIR"
+            | "LD_LIBRARY_PATH"
+            | "PGPOOLKEYFILE"
+            | "ASAN_OPTIONS"
     ) || k.starts_with("LC_")
 }

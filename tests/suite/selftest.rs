@@ -393,3 +393,32 @@ fn conf_lexer_include_and_trailing_keys_are_entries() {
     assert_eq!(parse("a = 'x'\n").unwrap()[0].kind, Kind::String);
     assert_eq!(parse("a = 'x'\n\nb = 2\n").unwrap()[1].line, 3);
 }
+
+/// A sanitizer report, wherever the sanitizer build wrote it, fails the test whose launcher
+/// started that pgpool, and the failure names the report (etc/test-asan relies on it).
+#[test]
+fn a_sanitizer_report_fails_the_launchers_test() {
+    let logs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        logs.path().join("asan.4242"),
+        "==4242==ERROR: AddressSanitizer: heap-use-after-free on address 0x1\n    #0 in pool_read\n",
+    )
+    .unwrap();
+    let mut l = Launcher::bare();
+    l.sanitizer_logs = Some(logs);
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(l)))
+        .expect_err("a report must fail the test");
+    let msg = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("asan.4242"), "{msg}");
+    assert!(msg.contains("heap-use-after-free"), "{msg}");
+    let kept = msg
+        .split_once("kept in ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(dir, _)| dir.to_string())
+        .expect("the failure says where the reports were kept");
+    std::fs::remove_dir_all(&kept).unwrap();
+    // And no report, no failure.
+    let mut quiet = Launcher::bare();
+    quiet.sanitizer_logs = Some(tempfile::tempdir().unwrap());
+    drop(quiet);
+}

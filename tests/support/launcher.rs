@@ -138,6 +138,39 @@ pub fn pgpool_bin() -> PathBuf {
     .clone()
 }
 
+/// The pgpool under test was built with the sanitizers (`PGPOOL_SANITIZE=address
+/// etc/build-pgpool`, run by `etc/test-asan`): its reports then fail the test whose launcher
+/// started it ([`Launcher`]'s drop).
+pub fn sanitizer_build() -> bool {
+    static SANITIZED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SANITIZED.get_or_init(|| {
+        let bin = std::fs::read(pgpool_bin()).unwrap_or_default();
+        bin.windows(b"__asan_init".len())
+            .any(|w| w == b"__asan_init")
+    })
+}
+
+/// Every sanitizer report in `dir`, one entry per file: its name and its first lines (the
+/// error, and the top of its stack).
+pub fn sanitizer_reports(dir: &Path) -> Vec<String> {
+    let mut reports: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let head: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(14)
+                .collect();
+            format!("{}:\n{}", p.display(), head.join("\n"))
+        })
+        .collect();
+    reports.sort();
+    reports
+}
+
 /// pgpool `bin` was built from our patches: 0007 makes `--version` say it reads
 /// `backend_sslmodeN`, which stock pgpool cannot.
 pub fn is_ours(bin: &Path) -> bool {
@@ -158,6 +191,9 @@ pub struct Launcher {
     pub runtime_parent: tempfile::TempDir,
     /// The launcher binary: the test build ([`BIN`]) unless a test asks for [`release_bin`].
     pub bin: PathBuf,
+    /// Where a sanitizer build of pgpool writes its reports ([`sanitizer_build`]); read when the
+    /// launcher is dropped.
+    pub sanitizer_logs: Option<tempfile::TempDir>,
 }
 
 impl Launcher {
@@ -168,6 +204,7 @@ impl Launcher {
             port: free_port(),
             runtime_parent: tempfile::tempdir().unwrap(),
             bin: PathBuf::from(BIN),
+            sanitizer_logs: None,
         }
     }
 
@@ -181,6 +218,16 @@ impl Launcher {
             .set("PGPOOL_BIN", pgpool_bin())
             .set("PGPOOL_PORT", port)
             .set("PGPOOL_RUNTIME_DIR", &parent);
+        if sanitizer_build() {
+            let logs = tempfile::tempdir().unwrap();
+            let at = |name: &str| logs.path().join(name).display().to_string();
+            // Leaks are not errors here: pgpool, like PostgreSQL, leaves its process's memory to
+            // the process's exit. UBSan traps in this build (etc/build-pgpool says why), and
+            // handle_sigill makes ASan report the trap, with its stack, in the same log.
+            let asan = format!("log_path={}:detect_leaks=0:handle_sigill=1", at("asan"));
+            l.set("ASAN_OPTIONS", asan);
+            l.sanitizer_logs = Some(logs);
+        }
         l
     }
 
@@ -396,6 +443,38 @@ impl KillTreeOnDrop {
     /// hide.
     pub fn disarm(&mut self) {
         self.armed = false;
+    }
+}
+
+impl Drop for Launcher {
+    /// A sanitizer report from the pgpool this launcher started fails the test that started it,
+    /// naming the report, even when everything else the test saw was right.
+    fn drop(&mut self) {
+        let Some(logs) = &self.sanitizer_logs else {
+            return;
+        };
+        if sanitizer_reports(logs.path()).is_empty() {
+            return;
+        }
+        // Kept for a closer look: the temporary directory goes when the launcher does.
+        let kept = logs.path().with_extension("kept");
+        let _ = std::fs::rename(logs.path(), &kept);
+        let reports = sanitizer_reports(&kept);
+        if std::thread::panicking() {
+            // The test failed already: a second panic would abort the run.
+            eprintln!(
+                "the sanitizer build of pgpool also reported (kept in {}):\n{}",
+                kept.display(),
+                reports.join("\n\n")
+            );
+            return;
+        }
+        panic!(
+            "the sanitizer build of pgpool reported {} error(s) (kept in {}):\n{}",
+            reports.len(),
+            kept.display(),
+            reports.join("\n\n")
+        );
     }
 }
 
