@@ -35,7 +35,8 @@ DEADLINE_CODES = (124, 137)
 # How pgpool's log names a crashed process, matched per line without regard to case. Not
 # "segfault": a test's path may hold the word (124.bug700_memqcache_segfault did, and was once
 # a false alarm). "signal 6" but not "signal 60".
-CRASH = re.compile(r"signal 11|signal 6(?:[^0-9]|$)|segmentation fault", re.IGNORECASE)
+CRASH = re.compile(r"signal 11|signal 6(?:[^0-9]|$)|segmentation fault|ERROR: AddressSanitizer",
+                   re.IGNORECASE)
 
 # The test that links a program from the built source tree's objects: the tree is built (about
 # a minute) only when it is to run.
@@ -58,6 +59,8 @@ def parse_args(argv):
         arg = args.pop(0)
         if arg == "--stock":
             flavor = "stock"
+        elif arg == "--asan":
+            flavor = "asan"
         elif arg == "--ci":
             ci = True
         elif arg == "--timeout" or arg.startswith("--timeout="):

@@ -21,6 +21,8 @@ class Options(unittest.TestCase):
     def test_every_option(self):
         o = rules.parse_args(["--stock", "--keep", "--list", "--timeout", "60", "001", "3"])
         self.assertEqual(o, rules.Options("stock", 60, True, True, False, ["001", "3"], False))
+        o = rules.parse_args(["--asan", "--keep"])
+        self.assertEqual(o, rules.Options("asan", rules.DEFAULT_DEADLINE, True, False, False, [], False))
         self.assertEqual(rules.parse_args(["--timeout=7"]).deadline, 7)
 
     def test_ci_appends_the_subset_after_the_named_tests(self):
@@ -106,7 +108,8 @@ class Crashes(unittest.TestCase):
                      "LOG:  child process with pid: 42 was terminated by signal 6",
                      "WARNING:  child process with pid: 42 was terminated by signal 6: Aborted",
                      "LOG:  worker process received Segmentation fault",
-                     "SIGNAL 11 in upper case"):
+                     "SIGNAL 11 in upper case",
+                     "==42==ERROR: AddressSanitizer: heap-use-after-free on address 0x1"):
             self.assertEqual(self.crash("start\n%s\nend\n" % line),
                              ["testdir/log/pgpool.log: %s" % line], line)
 
