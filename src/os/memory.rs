@@ -13,9 +13,9 @@ pub fn one_arena() {
     unsafe { nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1) };
 }
 
-/// Gives the free pages of the heap back to the kernel. Called once the start-up work that
-/// allocates most (TLS checks, rendering) is done, and in the guard right after its fork: a
-/// free page left there would be copied for the launcher the first time it allocates on it.
+/// Gives the free pages of the heap back to the kernel. Called after the start-up TLS checks,
+/// whose threads allocate most, and in the guard right after its fork: a free page the two
+/// still share is copied for the launcher the first time it allocates on it.
 pub fn trim() {
     // SAFETY: malloc_trim only returns free memory; it is thread-safe.
     unsafe { nix::libc::malloc_trim(0) };

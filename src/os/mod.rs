@@ -1,5 +1,6 @@
 //! The operating system, as the rest of the launcher needs it: the one `/proc` reader, process
-//! groups, signals, the launcher's own heap, and the wrappers every child is spawned with. Nothing here knows pgpool.
+//! groups, signals, the launcher's own heap, and the wrappers every child is spawned with.
+//! Nothing here knows pgpool.
 
 pub mod group;
 pub mod memory;

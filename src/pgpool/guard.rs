@@ -85,9 +85,10 @@ fn guard_main(rd: OwnedFd, pgid: Pid, dir: &Path, grace: Duration) -> ! {
     signals::detach_from_launcher_signals();
     // Out of the launcher's group, so `kill -9 -PGID` of the launcher's job leaves it standing.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    // The launcher's free pages are ours too until either side writes one: give them back.
+    memory::trim();
     // Hold nothing of the launcher's: not its stdout (a reader waiting for EOF would wait for
     // us), not pgpool's log pipes, not the runtime's sockets.
-    memory::trim();
     let keep = rd.as_raw_fd();
     for fd in proc::own_fds().into_iter().filter(|&fd| fd != keep) {
         // SAFETY: this process is about to own no fds but `rd`; nothing else uses these.
